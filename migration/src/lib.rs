@@ -1,0 +1,18 @@
+//! Countersign's schema, as an ordered list of migrations.
+//!
+//! One migration per change. A migration that has landed on main is never edited:
+//! databases in the field have already applied it, so a fix is always a new migration.
+//! Every migration must mean the same thing on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_domain_model;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_domain_model::Migration)]
+    }
+}

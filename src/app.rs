@@ -1,0 +1,218 @@
+//! The application: `App::build(config)` connects, migrates, seeds the demo and binds the
+//! listener (port 0 works); `run_until(shutdown)` serves until the shutdown future resolves.
+//! [`router`] is separate so tests and tools can build the same routes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::JwtVerifier;
+use crate::config::Config;
+use crate::db;
+use crate::demo::{self, Seeded};
+use crate::graphql::{self, CountersignSchema, graphiql, handlers};
+
+/// The largest request body accepted: a 64 KiB payload plus the rest of an operation.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long open connections (WebSockets included) get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub schema: CountersignSchema,
+    pub verifier: Arc<JwtVerifier>,
+    pub config: Arc<Config>,
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    db: DatabaseConnection,
+    local_addr: SocketAddr,
+    seeded: Seeded,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url).await?;
+        db::migrate_up(&db).await?;
+        let seeded = demo::seed(&db, config.demo, config.environment).await?;
+        if let Some(dir) = &config.graphiql_assets {
+            let missing: Vec<_> = graphiql::ASSET_FILES
+                .iter()
+                .filter(|(file, _)| !dir.join(file).is_file())
+                .map(|(file, _)| *file)
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(dir = %dir.display(), ?missing, "GraphiQL assets are incomplete");
+            }
+        }
+
+        let listener = TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+
+        let state = AppState {
+            schema: graphql::build_schema(db.clone()),
+            verifier: Arc::new(JwtVerifier::new(&config.jwt)),
+            config: Arc::new(config),
+            db: db.clone(),
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+            db,
+            local_addr,
+            seeded,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What the demo seeding did at start-up.
+    pub fn seeded(&self) -> &Seeded {
+        &self.seeded
+    }
+
+    /// Serves until `shutdown` resolves, then lets open connections finish for a bounded
+    /// grace period and closes the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("serving HTTP")?,
+            () = shutdown => {
+                tracing::info!("shutting down");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                    Ok(result) => result.context("serving HTTP")?,
+                    Err(_) => tracing::warn!("connections still open after the grace period; closing them"),
+                }
+            }
+        }
+        self.db.close().await.context("closing the database pool")?;
+        Ok(())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/graphql",
+            get(handlers::graphiql).post(handlers::graphql_post),
+        )
+        .route("/graphql/ws", get(handlers::graphql_ws))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if let Some(dir) = &state.config.graphiql_assets {
+        router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
+    }
+    router
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(RequestIdV7))
+}
+
+/// Request ids are UUID v7, like every other id here, so they sort by time in logs.
+#[derive(Clone, Copy)]
+struct RequestIdV7;
+
+impl MakeRequestId for RequestIdV7 {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        uuid::Uuid::now_v7()
+            .to_string()
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Alive: the process answers. Says nothing about the database on purpose, so an
+/// orchestrator does not restart every replica when the database blips.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "alive" }))
+}
+
+/// Ready: the database answers and every migration is applied.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let backend = db::backend_name(&state.db);
+    if let Err(err) = state.db.ping().await {
+        tracing::warn!(error = %err, "readiness: database unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                serde_json::json!({ "status": "unready", "reason": "database unreachable" }),
+            ),
+        );
+    }
+    match db::pending_migrations(&state.db).await {
+        Ok(pending) if pending.is_empty() => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready", "database": backend })),
+        ),
+        Ok(pending) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "unready",
+                "reason": "migrations pending",
+                "pending": pending,
+            })),
+        ),
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "readiness: migration status unknown");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({ "status": "unready", "reason": "migration status unknown" }),
+                ),
+            )
+        }
+    }
+}

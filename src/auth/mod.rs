@@ -1,0 +1,12 @@
+//! Who is calling: bearer-token verification, the [`Viewer`], and dev token minting.
+//!
+//! This module answers "who", never "may they": authorization lives in `permissions`.
+//! A token that is present but not valid is always refused (HTTP 401); it must never
+//! degrade into anonymous access.
+
+pub mod graphql;
+pub mod model;
+pub mod service;
+
+pub use model::{Identity, Viewer};
+pub use service::{AuthError, JwtVerifier, mint_token};

@@ -1,0 +1,380 @@
+//! Typed configuration, read once at start-up from the environment (DESIGN §8).
+//!
+//! Everything the server needs to know about its surroundings is decided here, so the
+//! rest of the code never reads the environment. Secrets live in [`Secret`], whose
+//! `Debug` is redacted: a `Config` can be logged whole without leaking them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://countersign.db?mode=rwc";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_ISSUER: &str = "countersign";
+pub const DEFAULT_AUDIENCE: &str = "countersign";
+
+/// Where the development secret is kept when the database is not a SQLite file.
+const DEV_SECRET_FALLBACK_FILE: &str = "countersign-dev.jwt-secret";
+/// HS256 wants at least as many key bytes as the hash output.
+const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Clone)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Listen address; port 0 picks a free port (tests rely on it).
+    pub bind: String,
+    /// Development is forgiving (generated secret, demo data); production is not.
+    pub environment: Environment,
+    /// How bearer tokens are verified and dev tokens signed.
+    pub jwt: JwtConfig,
+    /// Whether to seed the demo policies and permissions.
+    pub demo: DemoMode,
+    /// A local copy of GraphiQL's scripts, for networks without internet access.
+    pub graphiql_assets: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoMode {
+    /// Seed when the database has no policies yet, in development only.
+    OnEmptyDatabase,
+    /// `COUNTERSIGN_DEMO=1`: seed whatever is missing of the demo.
+    On,
+    /// `COUNTERSIGN_DEMO=0`: never seed.
+    Off,
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// The HS256 secret that verifies tokens and signs dev tokens.
+    pub secret: Secret,
+    /// Where the secret came from, so start-up can say so without printing it.
+    pub secret_source: SecretSource,
+    /// The required `iss` claim.
+    pub issuer: String,
+    /// The required `aud` claim.
+    pub audience: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Environment,
+    /// Generated for development and kept in this file so dev tokens survive restarts.
+    DevelopmentFile(PathBuf),
+}
+
+/// A secret string whose `Debug` and `Display` never show the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The only way to read the value; grep for it when auditing secret handling.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url_redacted())
+            .field("bind", &self.bind)
+            .field("environment", &self.environment)
+            .field("jwt", &self.jwt)
+            .field("demo", &self.demo)
+            .field("graphiql_assets", &self.graphiql_assets)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply their own environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |key: &str| lookup(key).filter(|value| !value.trim().is_empty());
+
+        let environment = match var("COUNTERSIGN_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                bail!("COUNTERSIGN_ENV must be `development` or `production`, not `{other}`")
+            }
+        };
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            bail!("DATABASE_URL must start with `sqlite:` or `postgres://`");
+        }
+        let bind = var("COUNTERSIGN_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
+
+        let demo = match var("COUNTERSIGN_DEMO").as_deref() {
+            None => DemoMode::OnEmptyDatabase,
+            Some("1") | Some("true") | Some("on") => DemoMode::On,
+            Some("0") | Some("false") | Some("off") => DemoMode::Off,
+            Some(other) => bail!("COUNTERSIGN_DEMO must be 1 or 0, not `{other}`"),
+        };
+
+        let issuer = var("COUNTERSIGN_JWT_ISSUER");
+        let audience = var("COUNTERSIGN_JWT_AUDIENCE");
+        let secret = var("COUNTERSIGN_JWT_SECRET");
+
+        if environment == Environment::Production {
+            // Production must be configured on purpose: a generated secret or a default
+            // issuer would quietly accept tokens minted for some other deployment.
+            let mut missing = Vec::new();
+            for (name, value) in [
+                ("COUNTERSIGN_JWT_SECRET", &secret),
+                ("COUNTERSIGN_JWT_ISSUER", &issuer),
+                ("COUNTERSIGN_JWT_AUDIENCE", &audience),
+            ] {
+                if value.is_none() {
+                    missing.push(name);
+                }
+            }
+            if !missing.is_empty() {
+                bail!(
+                    "production refuses to start without explicit JWT configuration: set {}",
+                    missing.join(", ")
+                );
+            }
+            if demo == DemoMode::On {
+                bail!("production never seeds demo data: unset COUNTERSIGN_DEMO");
+            }
+        }
+
+        let (secret, secret_source) = match secret {
+            Some(secret) => (Secret::new(secret), SecretSource::Environment),
+            None => {
+                let path = dev_secret_path(&database_url);
+                let secret = load_or_create_dev_secret(&path)?;
+                (secret, SecretSource::DevelopmentFile(path))
+            }
+        };
+        if secret.expose().len() < MIN_SECRET_BYTES {
+            bail!("COUNTERSIGN_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long");
+        }
+
+        let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
+
+        Ok(Self {
+            database_url,
+            bind,
+            environment,
+            jwt: JwtConfig {
+                secret,
+                secret_source,
+                issuer: issuer.unwrap_or_else(|| DEFAULT_ISSUER.into()),
+                audience: audience.unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+            },
+            demo: match environment {
+                Environment::Production => DemoMode::Off,
+                Environment::Development => demo,
+            },
+            graphiql_assets,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// The database URL with any password replaced, for logs and start-up messages.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url_password(&self.database_url)
+    }
+}
+
+/// `sqlite://countersign.db?mode=rwc` keeps its secret in `countersign.db.jwt-secret`;
+/// in-memory SQLite and PostgreSQL fall back to a file in the working directory.
+fn dev_secret_path(database_url: &str) -> PathBuf {
+    sqlite_file_path(database_url)
+        .map(|db| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(".jwt-secret");
+            PathBuf::from(name)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEV_SECRET_FALLBACK_FILE))
+}
+
+/// The file behind a SQLite URL, or `None` for an in-memory database or another backend.
+pub fn sqlite_file_path(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+fn load_or_create_dev_secret(path: &Path) -> anyhow::Result<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(existing) if existing.trim().len() >= MIN_SECRET_BYTES => {
+            return Ok(Secret::new(existing.trim()));
+        }
+        Ok(_) => bail!(
+            "the development JWT secret in {} is too short; delete the file to regenerate it",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("reading {}", path.display()));
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private_file(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Secret::new(secret))
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // create_new: two processes starting at once must not overwrite each other's secret.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|key| vars.get(key).cloned())
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn production_refuses_to_start_without_explicit_jwt_configuration() {
+        let err = config_from(&[("COUNTERSIGN_ENV", "production")]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("COUNTERSIGN_JWT_SECRET"), "{message}");
+        assert!(message.contains("COUNTERSIGN_JWT_ISSUER"), "{message}");
+
+        let err = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("COUNTERSIGN_JWT_AUDIENCE"));
+    }
+
+    #[test]
+    fn production_refuses_demo_data() {
+        let err = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+            ("COUNTERSIGN_JWT_ISSUER", "https://id.example.com"),
+            ("COUNTERSIGN_JWT_AUDIENCE", "countersign"),
+            ("COUNTERSIGN_DEMO", "1"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("demo"));
+    }
+
+    #[test]
+    fn production_never_seeds_on_an_empty_database() {
+        let config = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+            ("COUNTERSIGN_JWT_ISSUER", "https://id.example.com"),
+            ("COUNTERSIGN_JWT_AUDIENCE", "countersign"),
+        ])
+        .unwrap();
+        assert_eq!(config.demo, DemoMode::Off);
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = config_from(&[("COUNTERSIGN_JWT_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("at least"));
+    }
+
+    #[test]
+    fn development_generates_a_secret_beside_the_sqlite_file_and_reuses_it() {
+        let dir = std::env::temp_dir().join(format!("cs-config-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/queue.db?mode=rwc", dir.display());
+        let first = config_from(&[("DATABASE_URL", &url)]).unwrap();
+        let second = config_from(&[("DATABASE_URL", &url)]).unwrap();
+        assert_eq!(first.jwt.secret.expose(), second.jwt.secret.expose());
+        assert_eq!(
+            first.jwt.secret_source,
+            SecretSource::DevelopmentFile(dir.join("queue.db.jwt-secret"))
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_and_passwords_never_show_in_debug_output() {
+        let config = config_from(&[
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/cs"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file_path("sqlite://countersign.db?mode=rwc"),
+            Some(PathBuf::from("countersign.db"))
+        );
+        assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_path("postgres://localhost/cs"), None);
+    }
+}

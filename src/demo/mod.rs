@@ -1,0 +1,269 @@
+//! The demo of DESIGN §8: three policies, the role permissions, and the personas whose
+//! tokens are printed on start in development.
+//!
+//! Seeding only ever inserts what is missing, in one transaction, and never runs in
+//! production (configuration refuses it).
+
+use anyhow::Context;
+use chrono::Utc;
+use entity::{policy, policy_stage, role_permission};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Set, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::{DemoMode, Environment};
+
+/// Recorded as the author of seeded rows.
+const SEEDER: &str = "system";
+
+/// A demo persona: the subject, the display name, and the roles their token carries.
+pub struct Persona {
+    pub subject: &'static str,
+    pub name: &'static str,
+    pub roles: &'static [&'static str],
+}
+
+pub const PERSONAS: [Persona; 6] = [
+    Persona {
+        subject: "alice",
+        name: "Alice Support",
+        roles: &["support"],
+    },
+    Persona {
+        subject: "bob",
+        name: "Bob Finance",
+        roles: &["finance"],
+    },
+    Persona {
+        subject: "carol",
+        name: "Carol Finance Lead",
+        roles: &["finance_lead"],
+    },
+    Persona {
+        subject: "dave",
+        name: "Dave Ops",
+        roles: &["ops"],
+    },
+    Persona {
+        subject: "frank",
+        name: "Frank Auditor",
+        roles: &["auditor"],
+    },
+    Persona {
+        subject: "grace",
+        name: "Grace Admin",
+        roles: &["admin"],
+    },
+];
+
+struct DemoStage {
+    name: &'static str,
+    roles: &'static [&'static str],
+    required: i32,
+    min_amount: Option<&'static str>,
+}
+
+struct DemoPolicy {
+    key: &'static str,
+    name: &'static str,
+    description: &'static str,
+    expires_after_hours: i64,
+    payload_schema: fn() -> serde_json::Value,
+    stages: &'static [DemoStage],
+}
+
+const POLICIES: [DemoPolicy; 3] = [
+    DemoPolicy {
+        key: "refund",
+        name: "Refund",
+        description: "Money back to a customer for an order.",
+        expires_after_hours: 72,
+        payload_schema: || {
+            json!({
+                "type": "object",
+                "required": ["orderId"],
+                "properties": {
+                    "orderId": { "type": "string", "minLength": 1 },
+                    "customerId": { "type": "string" },
+                    "reason": { "type": "string" }
+                }
+            })
+        },
+        stages: &[
+            DemoStage {
+                name: "Finance review",
+                roles: &["finance", "finance_lead"],
+                required: 1,
+                min_amount: None,
+            },
+            DemoStage {
+                name: "Finance lead sign-off",
+                roles: &["finance_lead"],
+                required: 1,
+                min_amount: Some("1000.00"),
+            },
+        ],
+    },
+    DemoPolicy {
+        key: "account_change",
+        name: "Account change",
+        description: "A change to a customer's account: owner, plan, limits.",
+        expires_after_hours: 24,
+        payload_schema: || {
+            json!({
+                "type": "object",
+                "properties": {
+                    "accountId": { "type": "string" },
+                    "change": { "type": "string" }
+                }
+            })
+        },
+        stages: &[DemoStage {
+            name: "Ops review",
+            roles: &["ops"],
+            required: 1,
+            min_amount: None,
+        }],
+    },
+    DemoPolicy {
+        key: "access_grant",
+        name: "Access grant",
+        description: "Access for a person to a system, with a level.",
+        expires_after_hours: 24,
+        payload_schema: || {
+            json!({
+                "type": "object",
+                "required": ["system", "grantee"],
+                "properties": {
+                    "system": { "type": "string", "minLength": 1 },
+                    "grantee": { "type": "string", "minLength": 1 },
+                    "level": { "type": "string" }
+                }
+            })
+        },
+        stages: &[DemoStage {
+            name: "Two ops approvals",
+            roles: &["ops"],
+            required: 2,
+            min_amount: None,
+        }],
+    },
+];
+
+/// (role, action, policy): `None` means every policy.
+const PERMISSIONS: [(&str, &str, Option<&str>); 11] = [
+    ("support", "request.submit", None),
+    ("finance", "request.view", Some("refund")),
+    ("finance_lead", "request.view", Some("refund")),
+    ("ops", "request.view", Some("account_change")),
+    ("ops", "request.view", Some("access_grant")),
+    ("auditor", "request.view", None),
+    ("auditor", "audit.read", None),
+    ("admin", "request.view", None),
+    ("admin", "audit.read", None),
+    ("admin", "policy.manage", None),
+    ("admin", "access.manage", None),
+];
+
+/// What seeding did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seeded {
+    Nothing,
+    Inserted { policies: usize, permissions: usize },
+}
+
+/// Seeds the demo when the mode and environment call for it.
+pub async fn seed(
+    db: &DatabaseConnection,
+    mode: DemoMode,
+    environment: Environment,
+) -> anyhow::Result<Seeded> {
+    let wanted = match (environment, mode) {
+        (Environment::Production, _) | (_, DemoMode::Off) => false,
+        (Environment::Development, DemoMode::On) => true,
+        (Environment::Development, DemoMode::OnEmptyDatabase) => {
+            policy::Entity::find().count(db).await? == 0
+        }
+    };
+    if !wanted {
+        return Ok(Seeded::Nothing);
+    }
+    let txn = db.begin().await.context("starting the demo seed")?;
+    let now = Utc::now();
+    let mut policies = 0;
+    for demo in &POLICIES {
+        let exists = policy::Entity::find()
+            .filter(policy::Column::Key.eq(demo.key))
+            .count(&txn)
+            .await?
+            > 0;
+        if exists {
+            continue;
+        }
+        let policy_id = Uuid::now_v7();
+        policy::ActiveModel {
+            id: Set(policy_id),
+            key: Set(demo.key.into()),
+            version: Set(1),
+            name: Set(demo.name.into()),
+            description: Set(demo.description.into()),
+            expires_after_seconds: Set(demo.expires_after_hours * 3600),
+            payload_schema: Set(Some((demo.payload_schema)())),
+            allow_same_approver_across_stages: Set(false),
+            created_by: Set(SEEDER.into()),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        for (position, stage) in (1..).zip(demo.stages) {
+            policy_stage::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                policy_id: Set(policy_id),
+                position: Set(position),
+                name: Set(stage.name.into()),
+                approver_roles: Set(json!(stage.roles)),
+                required_approvals: Set(stage.required),
+                min_amount: Set(stage.min_amount.map(Into::into)),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        policies += 1;
+    }
+    let mut permissions = 0;
+    for (role, action, policy_key) in PERMISSIONS {
+        let scope = match policy_key {
+            Some(key) => role_permission::Column::PolicyKey.eq(key),
+            None => role_permission::Column::PolicyKey.is_null(),
+        };
+        let exists = role_permission::Entity::find()
+            .filter(role_permission::Column::Role.eq(role))
+            .filter(role_permission::Column::Action.eq(action))
+            .filter(scope)
+            .count(&txn)
+            .await?
+            > 0;
+        if exists {
+            continue;
+        }
+        role_permission::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            role: Set(role.into()),
+            action: Set(action.into()),
+            policy_key: Set(policy_key.map(Into::into)),
+            granted_by: Set(SEEDER.into()),
+            granted_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        permissions += 1;
+    }
+    txn.commit().await.context("committing the demo seed")?;
+    Ok(Seeded::Inserted {
+        policies,
+        permissions,
+    })
+}

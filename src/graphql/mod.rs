@@ -1,0 +1,73 @@
+//! Schema assembly: the domain parts merged into one schema, plus the limits every
+//! operation runs under. The schema is built apart from the HTTP layer so the SDL can be
+//! printed (`countersign schema`) without a database.
+//!
+//! Nothing here resolves data; each domain's `graphql` module does.
+
+pub mod graphiql;
+pub mod handlers;
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::{
+    EmptyMutation, EmptySubscription, MergedObject, Response, SDLExportOptions, Schema,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::auth::graphql::AuthQuery;
+use crate::error::ensure_code;
+
+/// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
+pub const MAX_DEPTH: usize = 12;
+pub const MAX_COMPLEXITY: usize = 5_000;
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+pub const MAX_DIRECTIVES: usize = 16;
+
+#[derive(MergedObject, Default)]
+pub struct Query(AuthQuery);
+
+pub type CountersignSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// The schema with its runtime data (the database handle).
+pub fn build_schema(db: DatabaseConnection) -> CountersignSchema {
+    schema_builder().data(db).finish()
+}
+
+/// The SDL, with types, fields, arguments and enum items sorted so the output is stable.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}
+
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
+    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+        .limit_directives(MAX_DIRECTIVES)
+        .extension(ErrorCodes)
+}
+
+/// Makes sure every error leaving the schema, including async-graphql's own parse and
+/// validation errors, carries `extensions.code` and `extensions.retryable`.
+struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        response.errors = response.errors.into_iter().map(ensure_code).collect();
+        response
+    }
+}

@@ -1,0 +1,22 @@
+//! Countersign: the approval queue operations teams trust with money and access.
+//!
+//! A tour of the crate, outside in:
+//! - [`cli`]: the `countersign` commands (serve, migrate, schema, token).
+//! - [`config`]: typed configuration from the environment; secrets are never logged.
+//! - [`telemetry`]: tracing set-up (JSON logs in production).
+//! - [`app`]: binds the listener, assembles the router, serves until shutdown.
+//! - [`db`]: connecting (SQLite tuned for concurrent writers) and migrating.
+//! - [`graphql`]: schema assembly, limits, the HTTP and WebSocket handlers, GraphiQL.
+//! - [`auth`]: JWT verification, the `Viewer` (who is calling), dev token minting.
+//! - [`demo`]: the demo policies, permissions and personas of DESIGN §8.
+//! - [`error`]: the one `AppError` the API speaks, mapped to `extensions.code`.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod graphql;
+pub mod telemetry;
