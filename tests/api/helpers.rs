@@ -1,0 +1,367 @@
+//! The test harness: the real server, in-process, on port 0, against a fresh database per
+//! test — a new SQLite file, or a new PostgreSQL database created and dropped here.
+//!
+//! PostgreSQL is found at `COUNTERSIGN_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL half
+//! of each test is skipped with a note, unless `COUNTERSIGN_REQUIRE_POSTGRES=1` (CI), where
+//! it fails the test.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use countersign::app::App;
+use countersign::auth::mint_token;
+use countersign::auth::service::TokenProfile;
+use countersign::config::{Config, DemoMode, Environment, JwtConfig, Secret, SecretSource};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const TEST_SECRET: &str = "countersign-test-secret-0123456789abcdef";
+pub const TEST_ISSUER: &str = "countersign";
+pub const TEST_AUDIENCE: &str = "countersign";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Runs each listed test twice: `…::on_sqlite` and `…::on_postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)+) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($backend: $crate::helpers::Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    run($crate::helpers::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    if $crate::helpers::postgres_ready().await {
+                        run($crate::helpers::Backend::Postgres).await
+                    }
+                }
+            }
+        )+
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn postgres_base_url() -> String {
+    std::env::var("COUNTERSIGN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("COUNTERSIGN_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// Whether the PostgreSQL half of a test should run. Panics when PostgreSQL is required
+/// but unreachable, so CI can never pass by skipping.
+pub async fn postgres_ready() -> bool {
+    let mut options = ConnectOptions::new(postgres_base_url());
+    options
+        .connect_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    match Database::connect(options).await {
+        Ok(db) => {
+            let _ = db.close().await;
+            true
+        }
+        Err(err) if postgres_required() => {
+            panic!("PostgreSQL is required (COUNTERSIGN_REQUIRE_POSTGRES=1) but unreachable: {err}")
+        }
+        Err(err) => {
+            eprintln!("skipping the PostgreSQL half of this test: {err}");
+            false
+        }
+    }
+}
+
+/// A fresh, empty database; dropped (PostgreSQL) or deleted (SQLite) with this value.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteDir(PathBuf),
+    PostgresDatabase(String),
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        let id = Uuid::now_v7().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("countersign-test-{id}"));
+                std::fs::create_dir_all(&dir).expect("creating the SQLite test directory");
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", dir.join("countersign.db").display()),
+                    cleanup: Cleanup::SqliteDir(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("countersign_test_{id}");
+                let admin = Database::connect(postgres_base_url())
+                    .await
+                    .expect("connecting to PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("creating the test database");
+                admin.close().await.expect("closing the admin connection");
+                let base = postgres_base_url();
+                let (server, _) = base.rsplit_once('/').expect("a PostgreSQL URL with a path");
+                Self {
+                    url: format!("{server}/{name}"),
+                    cleanup: Cleanup::PostgresDatabase(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteDir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PostgresDatabase(name) => {
+                let name = name.clone();
+                // Drop runs inside the test's runtime; a separate thread gets its own.
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the cleanup");
+                    runtime.block_on(async move {
+                        let admin = Database::connect(postgres_base_url()).await?;
+                        admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await?;
+                        admin.close().await
+                    })
+                })
+                .join();
+                if !matches!(dropped, Ok(Ok(()))) {
+                    eprintln!("could not drop a test database: {dropped:?}");
+                }
+            }
+        }
+    }
+}
+
+pub fn test_jwt_config() -> JwtConfig {
+    JwtConfig {
+        secret: Secret::new(TEST_SECRET),
+        secret_source: SecretSource::Environment,
+        issuer: TEST_ISSUER.into(),
+        audience: TEST_AUDIENCE.into(),
+    }
+}
+
+/// The configuration every test app starts from: development, demo seeded, port 0.
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".into(),
+        environment: Environment::Development,
+        jwt: test_jwt_config(),
+        demo: DemoMode::OnEmptyDatabase,
+        graphiql_assets: None,
+    }
+}
+
+/// The demo personas of DESIGN §8.
+#[derive(Clone, Copy, Debug)]
+pub enum Persona {
+    Alice,
+    Bob,
+    Carol,
+    Dave,
+    Frank,
+    Grace,
+}
+
+impl Persona {
+    pub const ALL: [Persona; 6] = [
+        Self::Alice,
+        Self::Bob,
+        Self::Carol,
+        Self::Dave,
+        Self::Frank,
+        Self::Grace,
+    ];
+
+    pub fn subject(self) -> &'static str {
+        match self {
+            Self::Alice => "alice",
+            Self::Bob => "bob",
+            Self::Carol => "carol",
+            Self::Dave => "dave",
+            Self::Frank => "frank",
+            Self::Grace => "grace",
+        }
+    }
+
+    pub fn roles(self) -> Vec<String> {
+        countersign::demo::PERSONAS
+            .iter()
+            .find(|p| p.subject == self.subject())
+            .expect("every persona is in the demo")
+            .roles
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect()
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Held so the database outlives the app; dropped (and deleted) with it.
+    _database: TestDatabase,
+}
+
+/// A GraphQL answer: the HTTP status and the JSON body.
+#[derive(Debug)]
+pub struct GraphqlResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl GraphqlResponse {
+    /// `extensions.code` of the first error, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// Panics with the whole body when there are errors.
+    pub fn expect_ok(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none() && self.status == 200,
+            "expected success, got HTTP {}: {}",
+            self.status,
+            self.body
+        );
+        self.data()
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the app with a test configuration adjusted by `configure`.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_logs();
+    let database = TestDatabase::create(backend).await;
+    let mut config = test_config(&database.url);
+    configure(&mut config);
+    let app = App::build(config).await.expect("building the app");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _database: database,
+    }
+}
+
+/// `TEST_LOG=1 cargo test` shows the server's logs; otherwise tests stay quiet.
+fn init_test_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        countersign::telemetry::install(countersign::telemetry::subscriber(
+            Environment::Development,
+            std::io::stdout,
+        ));
+    }
+}
+
+impl TestApp {
+    pub fn token_for(&self, persona: Persona) -> String {
+        self.token(persona.subject(), &persona.roles())
+    }
+
+    /// A real token for any subject and roles, signed like a dev token.
+    pub fn token(&self, subject: &str, roles: &[String]) -> String {
+        mint_token(
+            &test_jwt_config(),
+            subject,
+            roles,
+            Duration::from_secs(3600),
+            TokenProfile {
+                name: Some(format!("{subject} (test)")),
+                email: Some(format!("{subject}@example.com")),
+            },
+        )
+        .expect("minting a test token")
+    }
+
+    pub async fn graphql_as(
+        &self,
+        persona: Persona,
+        query: &str,
+        variables: Value,
+    ) -> GraphqlResponse {
+        let token = self.token_for(persona);
+        self.graphql(Some(&token), query, variables).await
+    }
+
+    /// POST /graphql, with `Authorization: Bearer <token>` when a token is given.
+    pub async fn graphql(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> GraphqlResponse {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        self.graphql_with_authorization(authorization.as_deref(), query, variables)
+            .await
+    }
+
+    /// POST /graphql with a raw Authorization header value.
+    pub async fn graphql_with_authorization(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> GraphqlResponse {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.expect("POST /graphql");
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("a JSON body");
+        GraphqlResponse { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("GET")
+    }
+}
