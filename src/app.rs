@@ -24,6 +24,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtVerifier;
+use crate::auth::users::Sightings;
 use crate::config::Config;
 use crate::db;
 use crate::demo::{self, Seeded};
@@ -41,6 +42,7 @@ pub struct AppState {
     pub schema: CountersignSchema,
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<Config>,
+    pub sightings: Arc<Sightings>,
 }
 
 pub struct App {
@@ -76,6 +78,7 @@ impl App {
             schema: graphql::build_schema(db.clone()),
             verifier: Arc::new(JwtVerifier::new(&config.jwt)),
             config: Arc::new(config),
+            sightings: Arc::new(Sightings::default()),
             db: db.clone(),
         };
         Ok(Self {

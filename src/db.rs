@@ -9,7 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::error::AppError;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,4 +58,83 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
         DbBackend::Postgres => "postgres",
         _ => "other",
     }
+}
+
+/// How often a command is re-run after losing an idempotency-key race before answering
+/// IDEMPOTENCY_KEY_IN_USE.
+const KEY_RACE_RETRIES: u32 = 5;
+
+/// Begins a transaction that will write.
+///
+/// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front, so two writers
+/// never both read and then fail to upgrade ("database is locked"); they queue on the busy
+/// timeout instead. On PostgreSQL a bounded lock wait turns a stuck row lock into a
+/// retryable error instead of a hung request.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            db.begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+        }
+        _ => {
+            let txn = db.begin().await?;
+            txn.execute_unprepared("SET LOCAL lock_timeout = '10s'")
+                .await?;
+            Ok(txn)
+        }
+    }
+}
+
+/// Commits `result`'s transaction, or rolls it back. Returns `None` when the command lost a
+/// race for its idempotency key and should run again (by then the winner has usually
+/// committed, and the key replays); [`write_transaction!`] does the looping.
+pub async fn settle<T>(
+    txn: DatabaseTransaction,
+    result: Result<T, AppError>,
+    attempt: &mut u32,
+) -> Option<Result<T, AppError>> {
+    match result {
+        Ok(value) => Some(txn.commit().await.map(|()| value).map_err(AppError::from)),
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            match err {
+                AppError::IdempotencyKeyInUse if *attempt < KEY_RACE_RETRIES => {
+                    *attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(*attempt))).await;
+                    None
+                }
+                err => Some(Err(err)),
+            }
+        }
+    }
+}
+
+/// Runs the body in one write transaction (see [`begin_write`]) bound to `$txn`, commits
+/// it on `Ok` and rolls it back on `Err`; re-runs it after a lost idempotency-key race.
+///
+/// Inside the body, use the transaction for every statement — never the pool: on SQLite a
+/// second connection would wait for the write lock this transaction holds.
+///
+/// A macro rather than a function taking a closure: the body borrows the caller's locals
+/// across awaits, which async closures cannot yet express for `Send` futures.
+#[macro_export]
+macro_rules! write_transaction {
+    ($db:expr, |$txn:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        loop {
+            let owned = $crate::db::begin_write($db).await?;
+            let result: ::std::result::Result<_, $crate::error::AppError> = {
+                let $txn = &owned;
+                async { $body }.await
+            };
+            if let Some(done) = $crate::db::settle(owned, result, &mut attempt).await {
+                break done;
+            }
+        }
+    }};
 }

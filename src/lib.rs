@@ -7,16 +7,26 @@
 //! - [`app`]: binds the listener, assembles the router, serves until shutdown.
 //! - [`db`]: connecting (SQLite tuned for concurrent writers) and migrating.
 //! - [`graphql`]: schema assembly, limits, the HTTP and WebSocket handlers, GraphiQL.
-//! - [`auth`]: JWT verification, the `Viewer` (who is calling), dev token minting.
+//! - [`auth`]: JWT verification, the `Viewer` (who is calling), dev token minting, users.
+//! - [`permissions`]: the one place that decides what a viewer may do.
+//! - [`approvals`]: policies, requests, decisions, the state machine, the queue queries.
+//! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`events`]: the transactional outbox (and later the event bus).
+//! - [`idempotency`]: exactly-once commands with per-actor idempotency keys.
 //! - [`demo`]: the demo policies, permissions and personas of DESIGN §8.
 //! - [`error`]: the one `AppError` the API speaks, mapped to `extensions.code`.
 
 pub mod app;
+pub mod approvals;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod graphql;
+pub mod idempotency;
+pub mod permissions;
 pub mod telemetry;

@@ -80,6 +80,9 @@ async fn create_users(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .col(string(Users::Subject).primary_key())
                 .col(text_null(Users::Name))
                 .col(text_null(Users::Email))
+                // The roles the user's last verified token carried: lets the API name known
+                // people who could approve a stage. Never used to authorize anything.
+                .col(json_binary(Users::Roles))
                 .col(timestamp_with_time_zone(Users::FirstSeenAt))
                 .col(timestamp_with_time_zone(Users::LastSeenAt))
                 .col(timestamp_with_time_zone_null(Users::DisabledAt))
@@ -507,6 +510,7 @@ enum Users {
     Subject,
     Name,
     Email,
+    Roles,
     FirstSeenAt,
     LastSeenAt,
     DisabledAt,

@@ -7,6 +7,7 @@
 pub mod graphql;
 pub mod model;
 pub mod service;
+pub mod users;
 
 pub use model::{Identity, Viewer};
 pub use service::{AuthError, JwtVerifier, mint_token};

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::graphiql;
 use crate::app::AppState;
+use crate::approvals::service::CommandContext;
 use crate::auth::{AuthError, Identity};
 
 /// `POST /graphql`.
@@ -32,7 +33,14 @@ pub async fn graphql_post(
         Err(err) => return unauthenticated(&err),
     };
 
-    let mut request = request.into_inner();
+    if let Identity::Authenticated(viewer) = &identity {
+        state.sightings.record(&state.db, viewer).await;
+    }
+    let correlation_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut request = request.into_inner().data(CommandContext { correlation_id });
     if state.config.is_production() && identity == Identity::Anonymous {
         // Anonymous callers may explore the schema in development only.
         request = request.disable_introspection();
@@ -66,6 +74,8 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             let verifier = state.verifier.clone();
+            let sightings = state.sightings.clone();
+            let db = state.db.clone();
             GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let authorization = payload
@@ -77,6 +87,9 @@ pub async fn graphql_ws(
                         async_graphql::Error::new(err.client_message())
                             .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
                     })?;
+                    if let Identity::Authenticated(viewer) = &identity {
+                        sightings.record(&db, viewer).await;
+                    }
                     let mut data = Data::default();
                     data.insert(identity);
                     Ok(data)

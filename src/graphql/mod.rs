@@ -10,11 +10,11 @@ pub mod handlers;
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
-use async_graphql::{
-    EmptyMutation, EmptySubscription, MergedObject, Response, SDLExportOptions, Schema,
-};
+use async_graphql::{EmptySubscription, MergedObject, Response, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
+use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
+use crate::approvals::loader::Loaders;
 use crate::auth::graphql::AuthQuery;
 use crate::error::ensure_code;
 
@@ -25,13 +25,18 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery);
+pub struct Query(AuthQuery, ApprovalsQuery);
 
-pub type CountersignSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default)]
+pub struct Mutation(ApprovalsMutation);
 
-/// The schema with its runtime data (the database handle).
+pub type CountersignSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema with its runtime data: the database handle and the DataLoaders. The loaders
+/// only batch (they keep no cache), so sharing them across operations serves no stale data.
 pub fn build_schema(db: DatabaseConnection) -> CountersignSchema {
-    schema_builder().data(db).finish()
+    let loaders = Loaders::new(&db);
+    schema_builder().data(db).data(loaders).finish()
 }
 
 /// The SDL, with types, fields, arguments and enum items sorted so the output is stable.
@@ -44,8 +49,8 @@ pub fn sdl() -> String {
     )
 }
 
-fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)

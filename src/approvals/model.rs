@@ -1,0 +1,408 @@
+//! The approval rules as pure functions: statuses, money, input limits and the stage plan.
+//! No I/O here, so every rule is unit-tested directly.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use crate::error::AppError;
+
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const MAX_COMMENT_CHARS: usize = 10_000;
+/// 10^15: the largest amount accepted.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+#[graphql(name = "RequestStatus")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Cancelled,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Approved => "APPROVED",
+            Self::Rejected => "REJECTED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Approved,
+            Self::Rejected,
+            Self::Cancelled,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != Self::Pending
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+pub enum Verdict {
+    Approve,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "APPROVE",
+            Self::Reject => "REJECT",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "APPROVE" => Some(Self::Approve),
+            "REJECT" => Some(Self::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// A validated amount with its currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Money {
+    pub amount: Decimal,
+    pub currency: String,
+}
+
+impl Money {
+    /// Parses a decimal string (`"1250.00"`) in an ISO 4217 currency: greater than zero,
+    /// at most 10^15, and no more fraction digits than the currency has.
+    pub fn parse(amount: &str, currency: &str) -> Result<Self, AppError> {
+        let code = currency.trim();
+        let iso = iso_currency::Currency::from_code(code)
+            .filter(|_| code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()))
+            .ok_or_else(|| {
+                AppError::bad_input("currency", "currency must be an ISO 4217 code such as EUR")
+            })?;
+        let Some(minor_units) = iso.exponent() else {
+            return Err(AppError::bad_input(
+                "currency",
+                format!("{code} is not a currency requests can be made in"),
+            ));
+        };
+        let amount = parse_decimal(amount).ok_or_else(|| {
+            AppError::bad_input(
+                "amount",
+                "amount must be a decimal string such as \"1250.00\"",
+            )
+        })?;
+        if amount <= Decimal::ZERO {
+            return Err(AppError::bad_input(
+                "amount",
+                "amount must be greater than zero",
+            ));
+        }
+        if amount > MAX_AMOUNT {
+            return Err(AppError::bad_input(
+                "amount",
+                "amount must be at most 10^15",
+            ));
+        }
+        if amount.normalize().scale() > u32::from(minor_units) {
+            return Err(AppError::bad_input(
+                "amount",
+                format!("{code} amounts have at most {minor_units} fraction digits"),
+            ));
+        }
+        // Stored with exactly the currency's fraction digits: "250" and "250.00" are one amount.
+        let mut amount = amount.normalize();
+        amount.rescale(u32::from(minor_units));
+        Ok(Self {
+            amount,
+            currency: code.to_owned(),
+        })
+    }
+}
+
+/// A plain decimal: digits, at most one point, an optional leading minus. No exponents,
+/// no spaces inside, nothing a float parser would round.
+pub fn parse_decimal(value: &str) -> Option<Decimal> {
+    let value = value.trim();
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let valid = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && digits.chars().any(|c| c.is_ascii_digit())
+        && digits.len() <= 40;
+    if !valid {
+        return None;
+    }
+    Decimal::from_str_exact(value).ok()
+}
+
+/// Checks a title: 1 to 200 characters, not blank.
+pub fn validate_title(title: &str) -> Result<String, AppError> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AppError::bad_input(
+            "title",
+            format!("title must be 1 to {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+pub fn validate_description(description: &str) -> Result<String, AppError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(AppError::bad_input(
+            "description",
+            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(description.to_owned())
+}
+
+pub fn validate_payload(payload: &serde_json::Value) -> Result<(), AppError> {
+    if payload.to_string().len() > MAX_PAYLOAD_BYTES {
+        return Err(AppError::bad_input(
+            "payload",
+            "payload must be at most 64 KiB of JSON",
+        ));
+    }
+    Ok(())
+}
+
+/// A comment on a decision or a reason for a cancellation.
+pub fn validate_comment(
+    field: &str,
+    comment: Option<&str>,
+    required: bool,
+) -> Result<String, AppError> {
+    let comment = comment.unwrap_or_default().trim();
+    if required && comment.is_empty() {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must be at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    Ok(comment.to_owned())
+}
+
+/// What the stage plan needs to know of a stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageRule {
+    pub position: i32,
+    pub required_approvals: i32,
+    /// The stage applies only when the amount is at least this.
+    pub min_amount: Option<Decimal>,
+}
+
+impl StageRule {
+    pub fn applies_to(&self, amount: Decimal) -> bool {
+        self.min_amount.is_none_or(|min| amount >= min)
+    }
+}
+
+/// The first stage at or after `from` that applies to `amount`; `None` when none is left.
+pub fn next_applicable_stage(stages: &[StageRule], amount: Decimal, from: i32) -> Option<i32> {
+    let mut candidates: Vec<&StageRule> = stages.iter().filter(|s| s.position >= from).collect();
+    candidates.sort_by_key(|s| s.position);
+    candidates
+        .into_iter()
+        .find(|s| s.applies_to(amount))
+        .map(|s| s.position)
+}
+
+/// Where a request goes after an approval at its current stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterApproval {
+    /// The stage still needs more approvals.
+    StageOpen { approvals: i32, required: i32 },
+    /// The stage completed and another applies.
+    NextStage(i32),
+    /// The last applicable stage completed.
+    Approved,
+}
+
+/// `approvals_after` counts this approval too.
+pub fn after_approval(
+    stages: &[StageRule],
+    amount: Decimal,
+    current: i32,
+    approvals_after: i32,
+) -> AfterApproval {
+    let required = stages
+        .iter()
+        .find(|s| s.position == current)
+        .map_or(1, |s| s.required_approvals);
+    if approvals_after < required {
+        return AfterApproval::StageOpen {
+            approvals: approvals_after,
+            required,
+        };
+    }
+    match next_applicable_stage(stages, amount, current + 1) {
+        Some(next) => AfterApproval::NextStage(next),
+        None => AfterApproval::Approved,
+    }
+}
+
+/// Parses a stored canonical decimal string. Stored values were validated on the way in.
+pub fn stored_decimal(value: &str) -> Result<Decimal, AppError> {
+    Decimal::from_str(value)
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("stored decimal {value:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(err: AppError) -> (&'static str, Option<String>) {
+        let field = match &err {
+            AppError::BadUserInput { field, .. } => field.clone(),
+            _ => None,
+        };
+        (err.code(), field)
+    }
+
+    #[test]
+    fn amounts_are_exact_positive_and_bounded() {
+        let money = Money::parse("250", "EUR").unwrap();
+        assert_eq!(money.amount.to_string(), "250.00");
+        assert_eq!(
+            Money::parse("1250.5", "USD").unwrap().amount.to_string(),
+            "1250.50"
+        );
+        assert_eq!(
+            Money::parse("1000", "JPY").unwrap().amount.to_string(),
+            "1000"
+        );
+        assert_eq!(
+            Money::parse("1.250", "KWD").unwrap().amount.to_string(),
+            "1.250"
+        );
+        for bad in [
+            "-1", "0", "0.00", "abc", "1e400", "1e3", "", " ", "1.2.3", "NaN", "inf",
+        ] {
+            assert_eq!(
+                code(Money::parse(bad, "EUR").unwrap_err()),
+                ("BAD_USER_INPUT", Some("amount".into())),
+                "{bad:?}"
+            );
+        }
+        assert!(Money::parse("1000000000000000", "EUR").is_ok());
+        assert!(Money::parse("1000000000000000.01", "EUR").is_err());
+        assert!(
+            Money::parse("1.001", "EUR").is_err(),
+            "EUR has two fraction digits"
+        );
+        assert!(Money::parse("1.5", "JPY").is_err(), "JPY has none");
+    }
+
+    #[test]
+    fn currencies_are_iso_4217() {
+        for bad in ["eur", "EURO", "XXX1", "ABC", ""] {
+            assert_eq!(
+                code(Money::parse("1", bad).unwrap_err()),
+                ("BAD_USER_INPUT", Some("currency".into())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn titles_are_one_to_two_hundred_characters() {
+        assert!(validate_title("Refund order 42").is_ok());
+        assert!(validate_title("   ").is_err());
+        assert!(validate_title(&"x".repeat(200)).is_ok());
+        assert!(validate_title(&"x".repeat(201)).is_err());
+        assert!(
+            validate_title(&"é".repeat(200)).is_ok(),
+            "characters, not bytes"
+        );
+    }
+
+    fn refund_stages() -> Vec<StageRule> {
+        vec![
+            StageRule {
+                position: 1,
+                required_approvals: 1,
+                min_amount: None,
+            },
+            StageRule {
+                position: 2,
+                required_approvals: 1,
+                min_amount: Some(Decimal::new(100_000, 2)),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_small_refund_skips_the_lead_stage() {
+        let stages = refund_stages();
+        let small = Decimal::new(25_000, 2);
+        assert_eq!(next_applicable_stage(&stages, small, 1), Some(1));
+        assert_eq!(
+            after_approval(&stages, small, 1, 1),
+            AfterApproval::Approved
+        );
+    }
+
+    #[test]
+    fn a_large_refund_needs_the_lead_stage() {
+        let stages = refund_stages();
+        let large = Decimal::new(500_000, 2);
+        assert_eq!(
+            after_approval(&stages, large, 1, 1),
+            AfterApproval::NextStage(2)
+        );
+        assert_eq!(
+            after_approval(&stages, large, 2, 1),
+            AfterApproval::Approved
+        );
+        // Exactly the threshold applies.
+        assert_eq!(
+            after_approval(&stages, Decimal::new(100_000, 2), 1, 1),
+            AfterApproval::NextStage(2)
+        );
+    }
+
+    #[test]
+    fn a_two_approval_stage_stays_open_after_one() {
+        let stages = vec![StageRule {
+            position: 1,
+            required_approvals: 2,
+            min_amount: None,
+        }];
+        assert_eq!(
+            after_approval(&stages, Decimal::ONE, 1, 1),
+            AfterApproval::StageOpen {
+                approvals: 1,
+                required: 2
+            }
+        );
+        assert_eq!(
+            after_approval(&stages, Decimal::ONE, 1, 2),
+            AfterApproval::Approved
+        );
+    }
+
+    #[test]
+    fn max_amount_is_ten_to_the_fifteenth() {
+        assert_eq!(MAX_AMOUNT.to_string(), "1000000000000000");
+    }
+}

@@ -1,0 +1,45 @@
+//! Reading grants from the database and the `authorize` check everything calls.
+
+use entity::role_permission;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use super::model::{Action, Grant, Grants};
+use crate::auth::Viewer;
+use crate::error::AppError;
+
+/// The viewer's effective grants, read now. Pass the command's transaction when deciding
+/// inside one, so the check and the effect see the same state.
+pub async fn grants_for<C: ConnectionTrait>(db: &C, viewer: &Viewer) -> Result<Grants, AppError> {
+    if viewer.roles.is_empty() {
+        return Ok(Grants::default());
+    }
+    let rows = role_permission::Entity::find()
+        .filter(role_permission::Column::Role.is_in(viewer.roles.iter().cloned()))
+        .all(db)
+        .await?;
+    Ok(Grants::new(rows.into_iter().filter_map(|row| {
+        Some(Grant {
+            action: Action::parse(&row.action)?,
+            policy: row.policy_key,
+        })
+    })))
+}
+
+/// FORBIDDEN unless the viewer may do `action` on `policy` (or on everything, for `None`).
+pub async fn authorize<C: ConnectionTrait>(
+    db: &C,
+    viewer: &Viewer,
+    action: Action,
+    policy: Option<&str>,
+) -> Result<Grants, AppError> {
+    let grants = grants_for(db, viewer).await?;
+    if grants.allows(action, policy) {
+        Ok(grants)
+    } else {
+        Err(AppError::Forbidden(format!(
+            "you may not {}{}",
+            action.as_str(),
+            policy.map(|p| format!(" on {p}")).unwrap_or_default()
+        )))
+    }
+}
