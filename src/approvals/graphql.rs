@@ -7,6 +7,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::{audit_event, decision, policy, policy_stage, request, user};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::Value;
 
@@ -508,10 +509,13 @@ fn role_holders(roles: &[String]) -> sea_orm::Condition {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        any = any.add(sea_orm::sea_query::Expr::cust_with_values(
-            "CAST(roles AS TEXT) LIKE ? ESCAPE '\\'",
-            [pattern],
-        ));
+        any = any.add(
+            Expr::expr(Func::cast_as(
+                Expr::col(user::Column::Roles),
+                Alias::new("TEXT"),
+            ))
+            .like(LikeExpr::new(pattern).escape('\\')),
+        );
     }
     any.add(user::Column::DisabledAt.is_null())
 }

@@ -9,7 +9,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{decision, policy, policy_stage, request};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -1183,25 +1183,28 @@ pub async fn my_queue(
     {
         any_stage = true;
         let allow_across = policies.get(&stage.policy_id).copied().unwrap_or(false);
-        let decided_by_viewer = if allow_across {
-            format!(
-                "EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = requests.id \
-                 AND d.approver_subject = ? AND d.stage_position = {})",
-                stage.position
+        let mut decided_by_viewer = Query::select();
+        decided_by_viewer
+            .expr(Expr::val(1))
+            .from(decision::Entity)
+            .and_where(
+                Expr::col((decision::Entity, decision::Column::RequestId))
+                    .equals((request::Entity, request::Column::Id)),
             )
-        } else {
-            "EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = requests.id \
-             AND d.approver_subject = ?)"
-                .to_owned()
-        };
+            .and_where(
+                Expr::col((decision::Entity, decision::Column::ApproverSubject))
+                    .eq(viewer.subject.clone()),
+            );
+        if allow_across {
+            decided_by_viewer.and_where(
+                Expr::col((decision::Entity, decision::Column::StagePosition)).eq(stage.position),
+            );
+        }
         decidable = decidable.add(
             Condition::all()
                 .add(request::Column::PolicyId.eq(stage.policy_id))
                 .add(request::Column::CurrentStage.eq(stage.position))
-                .add(Expr::cust_with_values(
-                    format!("NOT {decided_by_viewer}"),
-                    [viewer.subject.clone()],
-                )),
+                .add(Expr::exists(decided_by_viewer).not()),
         );
     }
     if !any_stage {

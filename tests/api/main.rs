@@ -1,11 +1,16 @@
 //! The one integration-test binary: every test starts the real server through the harness
 //! in `helpers` and talks to it over HTTP or WebSocket only.
 
+// A failed unwrap in a test is a failed test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
+mod lifecycle_helpers;
 
 mod auth;
 mod cli;
 mod graphiql;
 mod health;
+mod lifecycle;
 mod schema;
 mod websocket;
