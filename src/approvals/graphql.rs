@@ -564,6 +564,7 @@ impl From<Page> for RequestConnection {
 // Queries
 
 #[derive(InputObject, Default)]
+#[graphql(name = "RequestFilter")]
 pub struct RequestFilterInput {
     status: Option<Status>,
     /// Policy key.

@@ -9,8 +9,10 @@ mod lifecycle_helpers;
 
 mod auth;
 mod cli;
+mod exactly_once;
 mod graphiql;
 mod health;
 mod lifecycle;
+mod queries;
 mod schema;
 mod websocket;
