@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::db;
 use crate::demo::{self, Seeded};
 use crate::graphql::{self, CountersignSchema, graphiql, handlers};
+use crate::telemetry::Metrics;
 
 /// The largest request body accepted: a 64 KiB payload plus the rest of an operation.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<Config>,
     pub sightings: Arc<Sightings>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct App {
@@ -55,7 +57,13 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = db::connect(&config.database_url).await?;
+        let mut db = db::connect(&config.database_url).await?;
+        let metrics = Arc::new(Metrics::new());
+        let statements = metrics.db_statements.clone();
+        db.set_metric_callback(move |info| {
+            statements.increment(1);
+            tracing::trace!(target: "countersign::sql", sql = %info.statement.sql, failed = info.failed);
+        });
         db::migrate_up(&db).await?;
         let seeded = demo::seed(&db, config.demo, config.environment).await?;
         if let Some(dir) = &config.graphiql_assets {
@@ -79,6 +87,7 @@ impl App {
             verifier: Arc::new(JwtVerifier::new(&config.jwt)),
             config: Arc::new(config),
             sightings: Arc::new(Sightings::default()),
+            metrics,
             db: db.clone(),
         };
         Ok(Self {
@@ -136,7 +145,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/ws", get(handlers::graphql_ws))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
     if let Some(dir) = &state.config.graphiql_assets {
         router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
     }
@@ -175,6 +185,17 @@ impl MakeRequestId for RequestIdV7 {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// Prometheus text exposition of this process's metrics.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }
 
 /// Alive: the process answers. Says nothing about the database on purpose, so an

@@ -11,7 +11,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use super::loader::{Loaders, loader_error};
+use super::loader::{Loaders, loader_error, prefetch};
 use super::model::{Status, Verdict, stored_decimal};
 use super::service::{
     self, CommandContext, DecideInput, Order, Outcome, Page, PolicyVersion, RequestFilter,
@@ -46,6 +46,7 @@ fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {
 }
 
 fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    // Inserted into every operation by `graphql::PerOperationLoaders`.
     ctx.data_unchecked::<Loaders>()
 }
 
@@ -451,7 +452,12 @@ impl RequestNode {
     }
     /// What happened to this request, oldest first.
     async fn audit_trail(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AuditEventNode>> {
-        let events = crate::audit::service::trail_for_request(db(ctx), self.0.id).await?;
+        let events = loaders(ctx)
+            .audit_trails
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_error)?
+            .unwrap_or_default();
         Ok(events.into_iter().map(AuditEventNode).collect())
     }
     /// Who could decide the current stage; empty once the request is terminal.
@@ -621,6 +627,7 @@ impl ApprovalsQuery {
             after,
         )
         .await?;
+        prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
         Ok(page.into())
     }
 

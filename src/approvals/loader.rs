@@ -1,12 +1,19 @@
 //! DataLoaders for the nested fields of a page of requests: one query per kind of thing,
-//! however many rows the page has. A fresh set is made for every GraphQL operation, so
-//! nothing is cached across requests.
+//! however many rows the page has.
+//!
+//! A fresh set is made for every GraphQL operation (see `graphql::PerOperationLoaders`), so
+//! their caches never outlive the operation and never serve another request stale data.
+//! List resolvers [`prefetch`] a page's related rows in one round, so the statement count
+//! does not depend on how the executor happens to time its batches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{decision, policy, policy_stage, user};
+use std::collections::HashSet;
+
+use async_graphql::Context;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use entity::{audit_event, decision, policy, policy_stage, request, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -14,21 +21,117 @@ use crate::error::AppError;
 
 /// Every loader of one operation.
 pub struct Loaders {
-    pub policies: DataLoader<PolicyLoader>,
-    pub stages: DataLoader<StagesLoader>,
-    pub decisions: DataLoader<DecisionsLoader>,
-    pub users: DataLoader<UserLoader>,
+    pub policies: DataLoader<PolicyLoader, HashMapCache>,
+    pub stages: DataLoader<StagesLoader, HashMapCache>,
+    pub decisions: DataLoader<DecisionsLoader, HashMapCache>,
+    pub users: DataLoader<UserLoader, HashMapCache>,
+    pub audit_trails: DataLoader<AuditTrailLoader, HashMapCache>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
+        fn cached<T>(loader: T) -> DataLoader<T, HashMapCache>
+        where
+            T: Send + Sync + 'static,
+        {
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+        }
         Self {
-            policies: DataLoader::new(PolicyLoader(db.clone()), tokio::spawn),
-            stages: DataLoader::new(StagesLoader(db.clone()), tokio::spawn),
-            decisions: DataLoader::new(DecisionsLoader(db.clone()), tokio::spawn),
-            users: DataLoader::new(UserLoader(db.clone()), tokio::spawn),
+            policies: cached(PolicyLoader(db.clone())),
+            stages: cached(StagesLoader(db.clone())),
+            decisions: cached(DecisionsLoader(db.clone())),
+            users: cached(UserLoader(db.clone())),
+            audit_trails: cached(AuditTrailLoader(db.clone())),
         }
     }
+}
+
+/// Loads what the selected fields of a page of requests will need, one statement per kind,
+/// before the fields resolve (they then read the loaders' caches).
+pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(), AppError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let Some(loaders) = ctx.data_opt::<Loaders>() else {
+        return Ok(());
+    };
+    let node = ctx.look_ahead().field("edges").field("node");
+    let wants = |fields: &[&str]| fields.iter().any(|f| node.field(f).exists());
+    let needs_policy = wants(&["policy", "stages", "viewerCanApprove", "eligibleApprovers"]);
+    let needs_decisions = wants(&[
+        "decisions",
+        "stages",
+        "viewerCanApprove",
+        "eligibleApprovers",
+    ]);
+    let needs_users = wants(&["requester", "decisions", "stages"]);
+    let needs_trail = wants(&["auditTrail"]);
+
+    let policy_ids: HashSet<Uuid> = rows.iter().map(|r| r.policy_id).collect();
+    let request_ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let (policies, stages, decisions, trails) = tokio::join!(
+        async {
+            if needs_policy {
+                loaders
+                    .policies
+                    .load_many(policy_ids.clone())
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if needs_policy {
+                loaders.stages.load_many(policy_ids.clone()).await.map(drop)
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if needs_decisions || needs_users {
+                loaders
+                    .decisions
+                    .load_many(request_ids.clone())
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if needs_trail {
+                loaders
+                    .audit_trails
+                    .load_many(request_ids.clone())
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    policies.map_err(loader_error)?;
+    stages.map_err(loader_error)?;
+    trails.map_err(loader_error)?;
+    if needs_users {
+        let mut subjects: HashSet<String> =
+            rows.iter().map(|r| r.requester_subject.clone()).collect();
+        if let Some(decisions) = decisions.map_err(loader_error)? {
+            subjects.extend(
+                decisions
+                    .values()
+                    .flatten()
+                    .map(|d| d.approver_subject.clone()),
+            );
+        }
+        loaders
+            .users
+            .load_many(subjects)
+            .await
+            .map_err(loader_error)?;
+    }
+    Ok(())
 }
 
 /// A loader failure as the API reports it (masked, logged).
@@ -109,5 +212,29 @@ impl Loader<String> for UserLoader {
             .all(&self.0)
             .await?;
         Ok(rows.into_iter().map(|u| (u.subject.clone(), u)).collect())
+    }
+}
+
+/// Audit events about a request, oldest first, keyed by request id.
+pub struct AuditTrailLoader(DatabaseConnection);
+
+impl Loader<Uuid> for AuditTrailLoader {
+    type Value = Vec<audit_event::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = audit_event::Entity::find()
+            .filter(audit_event::Column::RequestId.is_in(ids.iter().copied()))
+            .order_by_asc(audit_event::Column::Sequence)
+            .all(&self.0)
+            .await?;
+        let mut by_request: HashMap<Uuid, Self::Value> =
+            ids.iter().map(|id| (*id, Vec::new())).collect();
+        for row in rows {
+            if let Some(id) = row.request_id {
+                by_request.entry(id).or_default().push(row);
+            }
+        }
+        Ok(by_request)
     }
 }

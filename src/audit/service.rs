@@ -4,7 +4,7 @@ use chrono::{SubsecRound, Utc};
 use entity::{audit_chain_head, audit_event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, sea_query::LockType,
+    QueryFilter, QuerySelect, Set, sea_query::LockType,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -66,16 +66,4 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
         return Err(anyhow::anyhow!("the audit chain head moved during an append").into());
     }
     Ok(sequence)
-}
-
-/// The events about one request, oldest first.
-pub async fn trail_for_request<C: ConnectionTrait>(
-    db: &C,
-    request_id: Uuid,
-) -> Result<Vec<audit_event::Model>, AppError> {
-    Ok(audit_event::Entity::find()
-        .filter(audit_event::Column::RequestId.eq(request_id))
-        .order_by_asc(audit_event::Column::Sequence)
-        .all(db)
-        .await?)
 }

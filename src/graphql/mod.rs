@@ -9,8 +9,11 @@ pub mod handlers;
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest,
+};
 use async_graphql::{EmptySubscription, MergedObject, Response, SDLExportOptions, Schema};
+use async_graphql::{Request, ServerResult};
 use sea_orm::DatabaseConnection;
 
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
@@ -32,11 +35,13 @@ pub struct Mutation(ApprovalsMutation);
 
 pub type CountersignSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema with its runtime data: the database handle and the DataLoaders. The loaders
-/// only batch (they keep no cache), so sharing them across operations serves no stale data.
+/// The schema with its runtime data: the database handle, and fresh DataLoaders for every
+/// operation.
 pub fn build_schema(db: DatabaseConnection) -> CountersignSchema {
-    let loaders = Loaders::new(&db);
-    schema_builder().data(db).data(loaders).finish()
+    schema_builder()
+        .extension(PerOperationLoaders(db.clone()))
+        .data(db)
+        .finish()
 }
 
 /// The SDL, with types, fields, arguments and enum items sorted so the output is stable.
@@ -74,5 +79,27 @@ impl Extension for ErrorCodes {
         let mut response = next.run(ctx).await;
         response.errors = response.errors.into_iter().map(ensure_code).collect();
         response
+    }
+}
+
+/// Gives every operation (HTTP or WebSocket) its own DataLoaders, so their caches live
+/// exactly as long as the operation.
+struct PerOperationLoaders(DatabaseConnection);
+
+impl ExtensionFactory for PerOperationLoaders {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerOperationLoaders(self.0.clone()))
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for PerOperationLoaders {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        next.run(ctx, request.data(Loaders::new(&self.0))).await
     }
 }

@@ -105,3 +105,52 @@ backend_tests! {
         assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
     }
 }
+
+/// The SQL statements the server has executed so far, from `/metrics`.
+async fn statements(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("countersign_db_statements_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .expect("the statement counter on /metrics")
+}
+
+backend_tests! {
+    async fn a_page_costs_the_same_statements_whatever_its_size(backend) {
+        let app = spawn_app(backend).await;
+        let alice = app.token_for(Persona::Alice);
+        let bob = app.token_for(Persona::Bob);
+        let created = join_all((0..60).map(|i| {
+            let mut input = refund("5000.00");
+            input["title"] = json!(format!("Large refund {i}"));
+            submit_with(&app, &alice, input)
+        }))
+        .await;
+        for (i, response) in created.iter().enumerate() {
+            if i % 2 == 0 {
+                let id = &response.expect_ok()["submitRequest"]["request"]["id"];
+                approve_with(&app, &bob, id).await.expect_ok();
+            }
+        }
+        let grace = app.token_for(Persona::Grace);
+        let query = "query($first: Int) { requests(first: $first) { edges { node {
+            id title requester { subject name } policy { key version }
+            stages { position state decisions { verdict approver { subject } } }
+            decisions { verdict comment approver { subject email } }
+        } } } }";
+        // The first call records grace as a known user; measure after it.
+        app.graphql(Some(&grace), query, json!({ "first": 1 })).await.expect_ok();
+
+        let mut costs = Vec::new();
+        for first in [10, 50] {
+            let before = statements(&app).await;
+            let page = app.graphql(Some(&grace), query, json!({ "first": first })).await;
+            let edges = page.expect_ok()["requests"]["edges"].as_array().unwrap().len();
+            assert_eq!(edges, first);
+            costs.push(statements(&app).await - before);
+        }
+        assert_eq!(costs[0], costs[1], "statements for 10 rows vs 50 rows: {costs:?}");
+        assert!(costs[1] <= 10, "a page is a handful of statements, not one per row: {costs:?}");
+    }
+}
