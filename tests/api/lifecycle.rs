@@ -265,9 +265,13 @@ backend_tests! {
         assert_eq!(ids(app.graphql_as(Persona::Bob, queue, json!({})).await), [small["id"].clone()]);
         assert_eq!(ids(app.graphql_as(Persona::Carol, queue, json!({})).await), [small["id"].clone(), large["id"].clone()]);
 
-        let seen = app.graphql_as(Persona::Carol, "query($id: ID!) { request(id: $id) { viewerCanApprove eligibleApprovers { roles } } }", json!({ "id": large["id"] })).await;
+        let seen = app.graphql_as(Persona::Carol, "query($id: ID!) { request(id: $id) { viewerCanApprove eligibleApprovers { roles users { subject } } } }", json!({ "id": large["id"] })).await;
         let seen = &seen.expect_ok()["request"];
         assert_eq!(seen["viewerCanApprove"], true);
         assert_eq!(seen["eligibleApprovers"]["roles"], json!(["finance_lead"]));
+        // Carol is known (she has called the API) and holds finance_lead.
+        assert_eq!(seen["eligibleApprovers"]["users"], json!([{ "subject": "carol" }]));
+        let by_bob = app.graphql_as(Persona::Bob, "query($id: ID!) { request(id: $id) { viewerCanApprove } }", json!({ "id": large["id"] })).await;
+        assert_eq!(by_bob.expect_ok()["request"]["viewerCanApprove"], false);
     }
 }
