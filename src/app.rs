@@ -24,7 +24,6 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtVerifier;
-use crate::auth::users::Sightings;
 use crate::config::Config;
 use crate::db;
 use crate::demo::{self, Seeded};
@@ -43,7 +42,6 @@ pub struct AppState {
     pub schema: CountersignSchema,
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<Config>,
-    pub sightings: Arc<Sightings>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -86,7 +84,6 @@ impl App {
             schema: graphql::build_schema(db.clone()),
             verifier: Arc::new(JwtVerifier::new(&config.jwt)),
             config: Arc::new(config),
-            sightings: Arc::new(Sightings::default()),
             metrics,
             db: db.clone(),
         };

@@ -25,6 +25,8 @@ pub enum AuthError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("the token has an empty subject")]
     EmptySubject,
+    #[error("the token was refused: {0}")]
+    Refused(#[from] super::users::Refusal),
 }
 
 impl AuthError {
@@ -41,6 +43,10 @@ impl AuthError {
                 "the token has expired"
             }
             Self::Invalid(_) | Self::EmptySubject => "the token is invalid",
+            Self::Refused(super::users::Refusal::Disabled) => "the user is disabled",
+            Self::Refused(super::users::Refusal::SessionRevoked) => {
+                "the session was revoked; sign in again"
+            }
         }
     }
 }

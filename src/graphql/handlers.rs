@@ -13,7 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use super::graphiql;
 use crate::app::AppState;
 use crate::approvals::service::CommandContext;
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, users};
+use crate::error::AppError;
 
 /// `POST /graphql`.
 pub async fn graphql_post(
@@ -32,10 +33,14 @@ pub async fn graphql_post(
         Ok(identity) => identity,
         Err(err) => return unauthenticated(&err),
     };
-
     if let Identity::Authenticated(viewer) = &identity {
-        state.sightings.record(&state.db, viewer).await;
+        match users::admit(&state.db, viewer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return unauthenticated(&AuthError::Refused(refusal)),
+            Err(err) => return internal(&err),
+        }
     }
+
     let correlation_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -74,7 +79,6 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             let verifier = state.verifier.clone();
-            let sightings = state.sightings.clone();
             let db = state.db.clone();
             GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
@@ -88,7 +92,18 @@ pub async fn graphql_ws(
                             .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
                     })?;
                     if let Identity::Authenticated(viewer) = &identity {
-                        sightings.record(&db, viewer).await;
+                        let refused = match users::admit(&db, viewer).await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(refusal)) => Some(AuthError::Refused(refusal).client_message()),
+                            Err(err) => {
+                                err.to_graphql_error();
+                                Some("internal error")
+                            }
+                        };
+                        if let Some(message) = refused {
+                            return Err(async_graphql::Error::new(message)
+                                .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED")));
+                        }
                     }
                     let mut data = Data::default();
                     data.insert(identity);
@@ -103,6 +118,19 @@ fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
         async_graphql::Value::String(code) => Some(code.as_str()),
         _ => None,
     }
+}
+
+/// HTTP 500 with a GraphQL-shaped INTERNAL error; the cause is logged, never sent.
+fn internal(err: &AppError) -> Response {
+    let error = err.to_graphql_error();
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": error.message,
+            "extensions": { "code": err.code(), "retryable": err.retryable() },
+        }],
+    });
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }
 
 /// HTTP 401 with a GraphQL-shaped body, so clients handle it like any other error.

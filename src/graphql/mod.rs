@@ -18,8 +18,9 @@ use sea_orm::DatabaseConnection;
 
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
 use crate::approvals::loader::Loaders;
-use crate::auth::graphql::AuthQuery;
+use crate::auth::graphql::{AuthQuery, UsersMutation};
 use crate::error::ensure_code;
+use crate::permissions::graphql::{PermissionsMutation, PermissionsQuery};
 
 /// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
 pub const MAX_DEPTH: usize = 12;
@@ -28,10 +29,10 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, ApprovalsQuery);
+pub struct Query(AuthQuery, ApprovalsQuery, PermissionsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(ApprovalsMutation);
+pub struct Mutation(ApprovalsMutation, PermissionsMutation, UsersMutation);
 
 pub type CountersignSchema = Schema<Query, Mutation, EmptySubscription>;
 

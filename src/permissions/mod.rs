@@ -6,6 +6,7 @@
 //! none of them decide on their own. Deciding a request comes from the stages' roles and
 //! is checked by the approvals service inside the decision's transaction.
 
+pub mod graphql;
 pub mod model;
 pub mod service;
 

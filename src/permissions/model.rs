@@ -3,12 +3,18 @@
 use std::collections::BTreeSet;
 
 /// What a role may be granted. Deciding requests is not here: it comes from stage roles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, async_graphql::Enum)]
+#[graphql(name = "PermissionAction")]
 pub enum Action {
+    /// `request.submit`: file requests.
     RequestSubmit,
+    /// `request.view`: see requests (your own are always visible).
     RequestView,
+    /// `audit.read`: search the audit log.
     AuditRead,
+    /// `policy.manage`: edit policies, cancel any request under them.
     PolicyManage,
+    /// `access.manage`: grant and revoke permissions, disable users, end sessions.
     AccessManage,
 }
 
