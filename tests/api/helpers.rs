@@ -232,8 +232,11 @@ pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
     pub client: reqwest::Client,
-    /// Held so the database outlives the app; dropped (and deleted) with it.
-    _database: TestDatabase,
+    /// The database this app (and any replica of it) uses.
+    pub database_url: String,
+    /// Held so the database outlives the app; dropped (and deleted) with it. `None` for a
+    /// replica, which shares the first app's database.
+    _database: Option<TestDatabase>,
 }
 
 /// A GraphQL answer: the HTTP status and the JSON body.
@@ -275,14 +278,33 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     let database = TestDatabase::create(backend).await;
     let mut config = test_config(&database.url);
     configure(&mut config);
-    let app = App::build(config).await.expect("building the app");
-    let address = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let database_url = config.database_url.clone();
+    let address = start(config).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
-        _database: database,
+        database_url,
+        _database: Some(database),
     }
+}
+
+/// A second server on the same database: another replica, as behind a load balancer.
+pub async fn spawn_replica(of: &TestApp) -> TestApp {
+    let config = test_config(&of.database_url);
+    let address = start(config).await;
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url: of.database_url.clone(),
+        _database: None,
+    }
+}
+
+async fn start(config: Config) -> String {
+    let app = App::build(config).await.expect("building the app");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    address
 }
 
 /// `TEST_LOG=1 cargo test` shows the server's logs; otherwise tests stay quiet.

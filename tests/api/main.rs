@@ -13,6 +13,7 @@ mod exactly_once;
 mod graphiql;
 mod health;
 mod lifecycle;
+mod permissions;
 mod queries;
 mod schema;
 mod websocket;

@@ -1,0 +1,220 @@
+//! Permissions you can trust: grants as data, admin-only changes, and revocation that
+//! takes effect on the very next request — on every replica.
+
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
+use crate::lifecycle_helpers::*;
+
+const GRANT: &str = "mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { role permissions { action policy } } }";
+const REVOKE: &str = "mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { role permissions { action policy } } }";
+const DISABLE: &str = "mutation($input: DisableUserInput!) { disableUser(input: $input) { user { subject disabledAt disabledReason } } }";
+const ENABLE: &str = "mutation($input: EnableUserInput!) { enableUser(input: $input) { user { subject disabledAt } } }";
+const REVOKE_SESSIONS: &str = "mutation($input: RevokeSessionsInput!) { revokeSessions(input: $input) { user { subject sessionsRevokedAt } } }";
+const VIEWER: &str = "{ viewer { subject } }";
+
+async fn visible_ids(app: &TestApp, token: &str) -> Vec<Value> {
+    let response = app
+        .graphql(
+            Some(token),
+            "{ requests { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    response.expect_ok()["requests"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect()
+}
+
+backend_tests! {
+    async fn revoking_request_view_hides_requests_on_the_next_query(backend) {
+        let app = spawn_app(backend).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let frank = app.token_for(Persona::Frank);
+        assert_eq!(visible_ids(&app, &frank).await, [request["id"].clone()]);
+
+        let revoked = app.graphql_as(Persona::Grace, REVOKE, json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } })).await;
+        assert_eq!(revoked.expect_ok()["revokePermission"]["permissions"], json!([{ "action": "AUDIT_READ", "policy": null }]));
+        assert!(visible_ids(&app, &frank).await.is_empty());
+        let one = app.graphql(Some(&frank), "query($id: ID!) { request(id: $id) { id } }", json!({ "id": request["id"] })).await;
+        assert_eq!(one.expect_ok()["request"], Value::Null);
+
+        app.graphql_as(Persona::Grace, GRANT, json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW", "policy": "refund" } })).await.expect_ok();
+        assert_eq!(visible_ids(&app, &frank).await, [request["id"].clone()]);
+    }
+
+    async fn only_admins_change_permissions_and_a_denial_changes_nothing(backend) {
+        let app = spawn_app(backend).await;
+        for persona in [Persona::Alice, Persona::Bob, Persona::Carol, Persona::Dave, Persona::Frank] {
+            let grant = app.graphql_as(persona, GRANT, json!({ "input": { "role": "support", "action": "ACCESS_MANAGE" } })).await;
+            assert_eq!(grant.error_code(), Some("FORBIDDEN"), "{persona:?}");
+            let revoke = app.graphql_as(persona, REVOKE, json!({ "input": { "role": "support", "action": "REQUEST_SUBMIT" } })).await;
+            assert_eq!(revoke.error_code(), Some("FORBIDDEN"), "{persona:?}");
+            let read = app.graphql_as(persona, "{ rolePermissions(role: \"support\") { action } }", json!({})).await;
+            assert_eq!(read.error_code(), Some("FORBIDDEN"), "{persona:?}");
+        }
+        let support = app.graphql_as(Persona::Grace, "{ rolePermissions(role: \"support\") { action policy grantedBy } }", json!({})).await;
+        assert_eq!(support.expect_ok()["rolePermissions"], json!([{ "action": "REQUEST_SUBMIT", "policy": null, "grantedBy": "system" }]));
+    }
+
+    async fn grants_are_validated_and_the_last_access_manager_stays(backend) {
+        let app = spawn_app(backend).await;
+        let unknown_policy = app.graphql_as(Persona::Grace, GRANT, json!({ "input": { "role": "ops", "action": "REQUEST_VIEW", "policy": "nope" } })).await;
+        assert_eq!(unknown_policy.error_code(), Some("BAD_USER_INPUT"));
+        assert_eq!(unknown_policy.body["errors"][0]["extensions"]["field"], "policy");
+        let bad_role = app.graphql_as(Persona::Grace, GRANT, json!({ "input": { "role": "a b", "action": "REQUEST_VIEW" } })).await;
+        assert_eq!(bad_role.error_code(), Some("BAD_USER_INPUT"));
+        let absent = app.graphql_as(Persona::Grace, REVOKE, json!({ "input": { "role": "ops", "action": "AUDIT_READ" } })).await;
+        assert_eq!(absent.error_code(), Some("NOT_FOUND"));
+        let lockout = app.graphql_as(Persona::Grace, REVOKE, json!({ "input": { "role": "admin", "action": "ACCESS_MANAGE" } })).await;
+        assert_eq!(lockout.error_code(), Some("BAD_USER_INPUT"));
+        let still = app.graphql_as(Persona::Grace, "{ rolePermissions(role: \"admin\") { action } }", json!({})).await;
+        assert!(still.expect_ok()["rolePermissions"].as_array().unwrap().iter().any(|p| p["action"] == "ACCESS_MANAGE"));
+    }
+
+    async fn viewer_lists_its_permissions(backend) {
+        let app = spawn_app(backend).await;
+        let query = "{ viewer { permissions { action policy } } }";
+        let alice = app.graphql_as(Persona::Alice, query, json!({})).await;
+        assert_eq!(alice.expect_ok()["viewer"]["permissions"], json!([{ "action": "REQUEST_SUBMIT", "policy": null }]));
+        let dave = app.graphql_as(Persona::Dave, query, json!({})).await;
+        assert_eq!(dave.expect_ok()["viewer"]["permissions"], json!([
+            { "action": "REQUEST_VIEW", "policy": "access_grant" },
+            { "action": "REQUEST_VIEW", "policy": "account_change" },
+        ]));
+    }
+
+    async fn a_disabled_user_is_refused_from_the_next_request_until_enabled(backend) {
+        let app = spawn_app(backend).await;
+        let bob = app.token_for(Persona::Bob);
+        app.graphql(Some(&bob), VIEWER, json!({})).await.expect_ok();
+
+        let no_reason = app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": " " } })).await;
+        assert_eq!(no_reason.error_code(), Some("BAD_USER_INPUT"));
+        let by_bob = app.graphql(Some(&bob), DISABLE, json!({ "input": { "subject": "carol", "reason": "x" } })).await;
+        assert_eq!(by_bob.error_code(), Some("FORBIDDEN"));
+
+        let disabled = app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": "left the company" } })).await;
+        assert_eq!(disabled.expect_ok()["disableUser"]["user"]["disabledReason"], "left the company");
+        let refused = app.graphql(Some(&bob), VIEWER, json!({})).await;
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.error_code(), Some("UNAUTHENTICATED"));
+        // A fresh token does not help a disabled user.
+        let fresh = app.token_for(Persona::Bob);
+        assert_eq!(app.graphql(Some(&fresh), VIEWER, json!({})).await.status, 401);
+
+        app.graphql_as(Persona::Grace, ENABLE, json!({ "input": { "subject": "bob" } })).await.expect_ok();
+        app.graphql(Some(&bob), VIEWER, json!({})).await.expect_ok();
+    }
+
+    async fn an_admin_cannot_disable_themselves(backend) {
+        let app = spawn_app(backend).await;
+        let response = app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "grace", "reason": "oops" } })).await;
+        assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
+    }
+
+    async fn revoked_sessions_refuse_older_tokens_but_not_newer_ones(backend) {
+        let app = spawn_app(backend).await;
+        let old = app.token_for(Persona::Bob);
+        app.graphql(Some(&old), VIEWER, json!({})).await.expect_ok();
+        app.graphql_as(Persona::Grace, REVOKE_SESSIONS, json!({ "input": { "subject": "bob", "reason": "laptop stolen" } })).await.expect_ok();
+        assert_eq!(app.graphql(Some(&old), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
+        // Tokens carry whole seconds; one minted in the next second is newer than the revocation.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let new = app.token_for(Persona::Bob);
+        app.graphql(Some(&new), VIEWER, json!({})).await.expect_ok();
+    }
+
+    async fn a_user_can_be_disabled_before_their_first_request(backend) {
+        let app = spawn_app(backend).await;
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "mallory", "reason": "known bad actor" } })).await.expect_ok();
+        let token = token_as(&app, "mallory", &["admin"]);
+        assert_eq!(app.graphql(Some(&token), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
+    }
+
+    async fn every_command_is_allowed_exactly_where_the_permission_table_says(backend) {
+        let app = spawn_app(backend).await;
+        // (persona, may submit, may upsert policies, may manage access)
+        let table = [
+            (Persona::Alice, true, false, false),
+            (Persona::Bob, false, false, false),
+            (Persona::Carol, false, false, false),
+            (Persona::Dave, false, false, false),
+            (Persona::Frank, false, false, false),
+            (Persona::Grace, false, true, true),
+        ];
+        let inputs = [refund("250.00"), json!({
+            "policy": "account_change", "title": "Raise limit", "amount": "1", "currency": "EUR",
+            "payload": { "accountId": "a-1" } }), access_grant()];
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }";
+        for (persona, submits, manages_policies, manages_access) in table {
+            for input in &inputs {
+                let response = submit_with(&app, &app.token_for(persona), input.clone()).await;
+                assert_eq!(response.error_code().is_none(), submits, "{persona:?} submit {}: {}", input["policy"], response.body);
+                if !submits {
+                    assert_eq!(response.error_code(), Some("FORBIDDEN"));
+                }
+            }
+            for key in ["refund", "account_change", "access_grant"] {
+                let response = app.graphql_as(persona, upsert, json!({ "input": {
+                    "key": key, "name": key, "expiresAfterSeconds": 86400,
+                    "stages": [{ "name": "Review", "approverRoles": ["ops"], "requiredApprovals": 1 }] } })).await;
+                assert_eq!(response.error_code().is_none(), manages_policies, "{persona:?} upsert {key}");
+                if !manages_policies {
+                    assert_eq!(response.error_code(), Some("FORBIDDEN"));
+                }
+            }
+            let grant = app.graphql_as(persona, GRANT, json!({ "input": { "role": "intern", "action": "REQUEST_SUBMIT" } })).await;
+            assert_eq!(grant.error_code().is_none(), manages_access, "{persona:?} grant");
+            let disable = app.graphql_as(persona, DISABLE, json!({ "input": { "subject": "someone", "reason": "test" } })).await;
+            assert_eq!(disable.error_code().is_none(), manages_access, "{persona:?} disable");
+            let enable = app.graphql_as(persona, ENABLE, json!({ "input": { "subject": "someone" } })).await;
+            assert_eq!(enable.error_code().is_none(), manages_access, "{persona:?} enable");
+            let revoke = app.graphql_as(persona, REVOKE_SESSIONS, json!({ "input": { "subject": "someone", "reason": "test" } })).await;
+            assert_eq!(revoke.error_code().is_none(), manages_access, "{persona:?} revoke sessions");
+        }
+    }
+}
+
+/// Replicas share one database only on PostgreSQL, so this runs there alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_on_one_replica_refuses_the_next_request_on_another_on_postgres() {
+    if !crate::helpers::postgres_ready().await {
+        return;
+    }
+    {
+        let a = spawn_app(Backend::Postgres).await;
+        let b = spawn_replica(&a).await;
+        let bob = a.token_for(Persona::Bob);
+        b.graphql(Some(&bob), VIEWER, json!({})).await.expect_ok();
+        a.graphql_as(
+            Persona::Grace,
+            DISABLE,
+            json!({ "input": { "subject": "bob", "reason": "incident 7" } }),
+        )
+        .await
+        .expect_ok();
+        let on_b = b.graphql(Some(&bob), VIEWER, json!({})).await;
+        assert_eq!(on_b.status, 401);
+        assert_eq!(on_b.error_code(), Some("UNAUTHENTICATED"));
+
+        let frank = a.token_for(Persona::Frank);
+        let request = submit(&b, Persona::Alice, refund("250.00")).await;
+        assert_eq!(visible_ids(&b, &frank).await, [request["id"].clone()]);
+        a.graphql_as(
+            Persona::Grace,
+            REVOKE,
+            json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } }),
+        )
+        .await
+        .expect_ok();
+        assert!(
+            visible_ids(&b, &frank).await.is_empty(),
+            "the revocation on A holds on B at once"
+        );
+    }
+}
