@@ -27,6 +27,7 @@ use crate::auth::JwtVerifier;
 use crate::config::Config;
 use crate::db;
 use crate::demo::{self, Seeded};
+use crate::events::bus::EventBus;
 use crate::graphql::{self, CountersignSchema, graphiql, handlers};
 use crate::telemetry::Metrics;
 
@@ -43,11 +44,13 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub bus: Arc<EventBus>,
 }
 
 pub struct App {
     listener: TcpListener,
     router: Router,
+    bus: Arc<EventBus>,
     db: DatabaseConnection,
     local_addr: SocketAddr,
     seeded: Seeded,
@@ -80,8 +83,11 @@ impl App {
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
 
+        let bus = EventBus::new(db.clone());
+        bus.start(&config.database_url).await;
         let state = AppState {
-            schema: graphql::build_schema(db.clone()),
+            schema: graphql::build_schema(db.clone(), bus.clone()),
+            bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt)),
             config: Arc::new(config),
             metrics,
@@ -90,6 +96,7 @@ impl App {
         Ok(Self {
             listener,
             router: router(state),
+            bus,
             db,
             local_addr,
             seeded,
@@ -129,6 +136,7 @@ impl App {
                 }
             }
         }
+        self.bus.stop();
         self.db.close().await.context("closing the database pool")?;
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! `viewer` (who the API thinks is calling, and what they may do) and the admin commands
 //! that end a user's access: `disableUser`, `enableUser`, `revokeSessions`.
 
+use std::sync::Arc;
+
 use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::user;
@@ -10,6 +12,7 @@ use super::model::{Identity, Viewer};
 use super::users::{UserChange, change_user};
 use crate::approvals::service::CommandContext;
 use crate::error::AppError;
+use crate::events::bus::{BusEvent, EventBus};
 use crate::permissions::Action;
 use crate::permissions::service::grants_for;
 
@@ -174,6 +177,13 @@ async fn change(
         key,
     )
     .await?;
+    // Committed: now tell open connections (here and on other replicas) to re-check.
+    if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
+        bus.publish(BusEvent::UserAccessChanged {
+            subject: row.subject.clone(),
+        })
+        .await;
+    }
     Ok(row.into())
 }
 

@@ -20,6 +20,7 @@ use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
 use crate::approvals::loader::Loaders;
 use crate::auth::graphql::{AuthQuery, UsersMutation};
 use crate::error::ensure_code;
+use crate::events::bus::EventBus;
 use crate::permissions::graphql::{PermissionsMutation, PermissionsQuery};
 
 /// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
@@ -36,12 +37,13 @@ pub struct Mutation(ApprovalsMutation, PermissionsMutation, UsersMutation);
 
 pub type CountersignSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema with its runtime data: the database handle, and fresh DataLoaders for every
-/// operation.
-pub fn build_schema(db: DatabaseConnection) -> CountersignSchema {
+/// The schema with its runtime data: the database handle, the event bus, and fresh
+/// DataLoaders for every operation.
+pub fn build_schema(db: DatabaseConnection, bus: Arc<EventBus>) -> CountersignSchema {
     schema_builder()
         .extension(PerOperationLoaders(db.clone()))
         .data(db)
+        .data(bus)
         .finish()
 }
 

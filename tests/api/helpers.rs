@@ -184,6 +184,19 @@ pub fn test_config(database_url: &str) -> Config {
     }
 }
 
+/// A real token with a chosen lifetime.
+pub fn mint_with_ttl(subject: &str, roles: &[&str], ttl: Duration) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    mint_token(
+        &test_jwt_config(),
+        subject,
+        &roles,
+        ttl,
+        TokenProfile::default(),
+    )
+    .expect("minting a test token")
+}
+
 /// The demo personas of DESIGN §8.
 #[derive(Clone, Copy, Debug)]
 pub enum Persona {

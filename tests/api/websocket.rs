@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::backend_tests;
-use crate::helpers::{Persona, TestApp, spawn_app};
+use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -34,6 +34,42 @@ async fn send(socket: &mut Socket, message: Value) {
         .await
         .expect("sending a frame");
 }
+
+/// Waits for the server to close the socket and returns the close code.
+async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?;
+        match frame {
+            Some(Ok(Message::Close(Some(frame)))) => return Some(frame.code.into()),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Some(1005),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Opens a graphql-transport-ws connection acknowledged for `token`.
+async fn connect_as(app: &TestApp, token: &str) -> Socket {
+    let mut socket = connect(app, "graphql-transport-ws").await;
+    send(
+        &mut socket,
+        json!({
+            "type": "connection_init",
+            "payload": { "Authorization": format!("Bearer {token}") },
+        }),
+    )
+    .await;
+    assert_eq!(
+        receive(&mut socket).await.expect("an ack")["type"],
+        "connection_ack"
+    );
+    socket
+}
+
+const DISABLE: &str =
+    "mutation($input: DisableUserInput!) { disableUser(input: $input) { user { subject } } }";
 
 /// The next JSON message, or `None` once the server closes the socket.
 async fn receive(socket: &mut Socket) -> Option<Value> {
@@ -93,4 +129,87 @@ backend_tests! {
         })).await;
         assert_eq!(receive(&mut socket).await.expect("an ack")["type"], "connection_ack");
     }
+}
+
+backend_tests! {
+    async fn a_disabled_users_socket_closes_within_a_second(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Bob)).await;
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": "incident" } }))
+            .await
+            .expect_ok();
+        assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4403));
+    }
+
+    async fn revoking_sessions_closes_open_sockets(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Bob)).await;
+        app.graphql_as(
+            Persona::Grace,
+            "mutation { revokeSessions(input: { subject: \"bob\", reason: \"laptop stolen\" }) { user { subject } } }",
+            json!({}),
+        )
+        .await
+        .expect_ok();
+        assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4403));
+    }
+
+    async fn a_socket_closes_when_its_token_expires(backend) {
+        let app = spawn_app(backend).await;
+        let token = crate::helpers::mint_with_ttl("bob", &["finance"], Duration::from_secs(3));
+        let mut socket = connect_as(&app, &token).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(4)).await, Some(4403));
+    }
+
+    async fn other_users_sockets_stay_open(backend) {
+        let app = spawn_app(backend).await;
+        let mut carol = connect_as(&app, &app.token_for(Persona::Carol)).await;
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": "incident" } }))
+            .await
+            .expect_ok();
+        assert_eq!(close_code(&mut carol, Duration::from_millis(1500)).await, None, "still open");
+    }
+
+    async fn a_disabled_user_cannot_open_a_socket(backend) {
+        let app = spawn_app(backend).await;
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": "incident" } }))
+            .await
+            .expect_ok();
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        let token = app.token_for(Persona::Bob);
+        send(&mut socket, json!({
+            "type": "connection_init",
+            "payload": { "Authorization": format!("Bearer {token}") },
+        })).await;
+        assert_eq!(receive(&mut socket).await, None, "closed without an ack");
+    }
+}
+
+/// Replicas share one database only on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_on_one_replica_closes_the_users_socket_on_another_on_postgres() {
+    if !crate::helpers::postgres_ready().await {
+        return;
+    }
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_replica(&a).await;
+    let mut on_b = connect_as(&b, &b.token_for(Persona::Bob)).await;
+    let mut on_a = connect_as(&a, &a.token_for(Persona::Bob)).await;
+    a.graphql_as(
+        Persona::Grace,
+        DISABLE,
+        json!({ "input": { "subject": "bob", "reason": "incident" } }),
+    )
+    .await
+    .expect_ok();
+    assert_eq!(
+        close_code(&mut on_b, Duration::from_secs(1)).await,
+        Some(4403),
+        "replica B"
+    );
+    assert_eq!(
+        close_code(&mut on_a, Duration::from_secs(1)).await,
+        Some(4403),
+        "replica A"
+    );
 }

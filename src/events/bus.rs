@@ -1,0 +1,210 @@
+//! The event bus: an in-process broadcast on one node, PostgreSQL LISTEN/NOTIFY across
+//! replicas, and a periodic check of the database that covers a lost notification.
+//!
+//! Publish only after the change committed, never from inside a transaction: a NOTIFY in
+//! the business transaction serialises every commit behind one lock (DESIGN §7). One
+//! LISTEN connection per replica, never one per subscriber.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::user;
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect, Statement,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+/// The PostgreSQL channel every replica listens on.
+const CHANNEL: &str = "countersign_events";
+/// How far back the fallback check looks, and how often it runs.
+const FALLBACK_EVERY: Duration = Duration::from_secs(2);
+const LOCAL_BUFFER: usize = 1024;
+
+/// Something other parts of this process (and other replicas) must hear about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum BusEvent {
+    /// A user was disabled, enabled or had their sessions revoked: open connections of
+    /// theirs must re-check their standing now.
+    UserAccessChanged { subject: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    /// The replica that published it, so it does not hear itself twice.
+    origin: Uuid,
+    event: BusEvent,
+}
+
+pub struct EventBus {
+    local: broadcast::Sender<BusEvent>,
+    replica: Uuid,
+    db: DatabaseConnection,
+    /// Set on shutdown; the background tasks stop.
+    stopping: watch::Sender<bool>,
+}
+
+impl EventBus {
+    pub fn new(db: DatabaseConnection) -> Arc<Self> {
+        let (local, _) = broadcast::channel(LOCAL_BUFFER);
+        let (stopping, _) = watch::channel(false);
+        Arc::new(Self {
+            local,
+            replica: Uuid::now_v7(),
+            db,
+            stopping,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.local.subscribe()
+    }
+
+    /// Tells this process at once and, on PostgreSQL, every other replica. Call it after
+    /// the commit. A failed NOTIFY is logged: the fallback check still delivers the news.
+    pub async fn publish(&self, event: BusEvent) {
+        let _ = self.local.send(event.clone());
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        let payload = match serde_json::to_string(&Envelope {
+            origin: self.replica,
+            event,
+        }) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode a bus event");
+                return;
+            }
+        };
+        let notify = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), payload.into()],
+        );
+        if let Err(err) = self.db.execute_raw(notify).await {
+            tracing::warn!(error = %err, "NOTIFY failed; the periodic check will cover it");
+        }
+    }
+
+    /// Starts the background work: the LISTEN loop (PostgreSQL) and the fallback check.
+    /// Returns once this replica listens, so nothing published after start-up is missed;
+    /// if LISTEN cannot be set up now, it keeps trying in the background.
+    pub async fn start(self: &Arc<Self>, database_url: &str) {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let first = match subscribe(database_url).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    tracing::warn!(error = %err, "LISTEN failed at start-up; retrying in the background");
+                    None
+                }
+            };
+            tokio::spawn(until_stopped(
+                self.stopping.subscribe(),
+                listen(self.clone(), database_url.to_owned(), first),
+            ));
+        }
+        tokio::spawn(until_stopped(
+            self.stopping.subscribe(),
+            fallback_check(self.clone()),
+        ));
+    }
+
+    /// Stops the background work (before the database pool closes).
+    pub fn stop(&self) {
+        let _ = self.stopping.send(true);
+    }
+}
+
+async fn until_stopped(mut stopping: watch::Receiver<bool>, work: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = stopping.wait_for(|stop| *stop) => {}
+        () = work => {}
+    }
+}
+
+async fn subscribe(database_url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect(database_url).await?;
+    listener.listen(CHANNEL).await?;
+    tracing::debug!(channel = CHANNEL, "listening for other replicas");
+    Ok(listener)
+}
+
+async fn listen(bus: Arc<EventBus>, database_url: String, mut listener: Option<PgListener>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let current = match listener.take() {
+            Some(current) => current,
+            None => match subscribe(&database_url).await {
+                Ok(current) => current,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot LISTEN; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(200);
+        let Err(err) = relay(&bus, current).await;
+        tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+    }
+}
+
+/// Hands every notification from another replica to this process's subscribers.
+async fn relay(
+    bus: &EventBus,
+    mut listener: PgListener,
+) -> Result<std::convert::Infallible, sea_orm::sqlx::Error> {
+    loop {
+        let notification = listener.recv().await?;
+        match serde_json::from_str::<Envelope>(notification.payload()) {
+            Ok(envelope) if envelope.origin == bus.replica => {}
+            Ok(envelope) => {
+                let _ = bus.local.send(envelope.event);
+            }
+            Err(err) => tracing::warn!(error = %err, "ignoring an unreadable notification"),
+        }
+    }
+}
+
+/// Re-announces users whose access changed since the last check, in case a notification
+/// was lost (a replica restarting, a dropped LISTEN connection).
+async fn fallback_check(bus: Arc<EventBus>) {
+    let mut since: DateTime<Utc> = Utc::now();
+    let mut ticker = tokio::time::interval(FALLBACK_EVERY);
+    loop {
+        ticker.tick().await;
+        let checked_at = Utc::now();
+        // Overlap the windows a little: a commit can land with a timestamp just before
+        // the previous check's read.
+        let from = since - chrono::Duration::seconds(1);
+        let changed = user::Entity::find()
+            .select_only()
+            .column(user::Column::Subject)
+            .filter(
+                Condition::any()
+                    .add(user::Column::DisabledAt.gt(from))
+                    .add(user::Column::SessionsRevokedAt.gt(from)),
+            )
+            .into_tuple::<String>()
+            .all(&bus.db)
+            .await;
+        match changed {
+            Ok(subjects) => {
+                for subject in subjects {
+                    let _ = bus.local.send(BusEvent::UserAccessChanged { subject });
+                }
+                since = checked_at;
+            }
+            Err(err) => tracing::warn!(error = %err, "the fallback access check failed"),
+        }
+    }
+}
