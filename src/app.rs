@@ -88,7 +88,7 @@ impl App {
         let state = AppState {
             schema: graphql::build_schema(db.clone(), bus.clone()),
             bus: bus.clone(),
-            verifier: Arc::new(JwtVerifier::new(&config.jwt)),
+            verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),
             config: Arc::new(config),
             metrics,
             db: db.clone(),

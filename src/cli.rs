@@ -179,7 +179,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_persona_tokens(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    if let SecretSource::DevelopmentFile(path) = &config.jwt.secret_source {
+    if config.jwt.secret.is_none() {
+        return Ok(());
+    }
+    if let Some(SecretSource::DevelopmentFile(path)) = &config.jwt.secret_source {
         println!(
             "Dev tokens are signed with the secret kept in {}",
             path.display()

@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://countersign.db?mode=rwc";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -53,15 +55,30 @@ pub enum DemoMode {
 
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
-    /// The HS256 secret that verifies tokens and signs dev tokens.
-    pub secret: Secret,
+    /// The HS256 secret that verifies tokens and signs dev tokens. `None` in production
+    /// when only public keys are configured.
+    pub secret: Option<Secret>,
     /// Where the secret came from, so start-up can say so without printing it.
-    pub secret_source: SecretSource,
+    pub secret_source: Option<SecretSource>,
+    /// A PEM public key (RSA or P-256) for RS256 / ES256 tokens without a `kid`.
+    pub public_key_pem: Option<String>,
+    /// A JWKS file holding keys by `kid`; re-read on an unknown `kid`, so keys rotate
+    /// without a restart.
+    pub jwks_file: Option<PathBuf>,
+    /// The algorithms accepted. Pinned here; a token's header never widens it.
+    pub algorithms: Vec<Algorithm>,
     /// The required `iss` claim.
     pub issuer: String,
     /// The required `aud` claim.
     pub audience: String,
+    /// The longest `exp - iat` accepted.
+    pub max_lifetime: Duration,
+    /// How often, at most, the JWKS file is re-read for an unknown `kid`.
+    pub jwks_refresh: Duration,
 }
+
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
@@ -137,13 +154,19 @@ impl Config {
         let issuer = var("COUNTERSIGN_JWT_ISSUER");
         let audience = var("COUNTERSIGN_JWT_AUDIENCE");
         let secret = var("COUNTERSIGN_JWT_SECRET");
+        let public_key = var("COUNTERSIGN_JWT_PUBLIC_KEY");
+        let jwks_file = var("COUNTERSIGN_JWT_JWKS_FILE").map(PathBuf::from);
 
         if environment == Environment::Production {
             // Production must be configured on purpose: a generated secret or a default
             // issuer would quietly accept tokens minted for some other deployment.
             let mut missing = Vec::new();
+            if secret.is_none() && public_key.is_none() && jwks_file.is_none() {
+                missing.push(
+                    "COUNTERSIGN_JWT_SECRET (or COUNTERSIGN_JWT_PUBLIC_KEY / COUNTERSIGN_JWT_JWKS_FILE)",
+                );
+            }
             for (name, value) in [
-                ("COUNTERSIGN_JWT_SECRET", &secret),
                 ("COUNTERSIGN_JWT_ISSUER", &issuer),
                 ("COUNTERSIGN_JWT_AUDIENCE", &audience),
             ] {
@@ -162,17 +185,88 @@ impl Config {
             }
         }
 
-        let (secret, secret_source) = match secret {
-            Some(secret) => (Secret::new(secret), SecretSource::Environment),
-            None => {
+        let (secret, secret_source) = match (secret, environment) {
+            (Some(secret), _) => (Some(Secret::new(secret)), Some(SecretSource::Environment)),
+            (None, Environment::Development) => {
                 let path = dev_secret_path(&database_url);
                 let secret = load_or_create_dev_secret(&path)?;
-                (secret, SecretSource::DevelopmentFile(path))
+                (Some(secret), Some(SecretSource::DevelopmentFile(path)))
             }
+            (None, Environment::Production) => (None, None),
         };
-        if secret.expose().len() < MIN_SECRET_BYTES {
+        if secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < MIN_SECRET_BYTES)
+        {
             bail!("COUNTERSIGN_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long");
         }
+        let public_key_pem = match public_key {
+            None => None,
+            Some(inline) if inline.trim_start().starts_with("-----BEGIN") => Some(inline),
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading COUNTERSIGN_JWT_PUBLIC_KEY from {path}"))?,
+            ),
+        };
+        let public_key_algorithm = match &public_key_pem {
+            None => None,
+            Some(pem) => Some(pem_algorithm(pem)?),
+        };
+        let algorithms = match var("COUNTERSIGN_JWT_ALGORITHMS") {
+            Some(list) => {
+                let mut algorithms = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let algorithm = match name {
+                        "HS256" => Algorithm::HS256,
+                        "RS256" => Algorithm::RS256,
+                        "ES256" => Algorithm::ES256,
+                        other => bail!(
+                            "COUNTERSIGN_JWT_ALGORITHMS: {other} is not supported (HS256, RS256, ES256)"
+                        ),
+                    };
+                    algorithms.push(algorithm);
+                }
+                algorithms
+            }
+            None => {
+                let mut algorithms = Vec::new();
+                if secret.is_some() {
+                    algorithms.push(Algorithm::HS256);
+                }
+                if let Some(algorithm) = public_key_algorithm {
+                    algorithms.push(algorithm);
+                }
+                if jwks_file.is_some() {
+                    algorithms.extend([Algorithm::RS256, Algorithm::ES256]);
+                }
+                algorithms.dedup();
+                algorithms
+            }
+        };
+        if algorithms.is_empty() {
+            bail!("COUNTERSIGN_JWT_ALGORITHMS names no algorithm");
+        }
+        if algorithms.contains(&Algorithm::HS256) && secret.is_none() {
+            bail!("HS256 is allowed but COUNTERSIGN_JWT_SECRET is not set");
+        }
+        for asymmetric in [Algorithm::RS256, Algorithm::ES256] {
+            let has_key = jwks_file.is_some() || public_key_algorithm == Some(asymmetric);
+            if algorithms.contains(&asymmetric) && !has_key {
+                bail!(
+                    "{asymmetric:?} is allowed but no key for it is configured \
+                     (COUNTERSIGN_JWT_PUBLIC_KEY or COUNTERSIGN_JWT_JWKS_FILE)"
+                );
+            }
+        }
+        let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            match var(name) {
+                None => Ok(default),
+                Some(text) => humantime::parse_duration(&text)
+                    .with_context(|| format!("{name} must be a duration such as 12h or 30s")),
+            }
+        };
+        let max_lifetime = duration("COUNTERSIGN_JWT_MAX_LIFETIME", DEFAULT_MAX_TOKEN_LIFETIME)?;
+        let jwks_refresh = duration("COUNTERSIGN_JWT_JWKS_REFRESH", DEFAULT_JWKS_REFRESH)?;
 
         let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
 
@@ -183,8 +277,13 @@ impl Config {
             jwt: JwtConfig {
                 secret,
                 secret_source,
+                public_key_pem,
+                jwks_file,
+                algorithms,
                 issuer: issuer.unwrap_or_else(|| DEFAULT_ISSUER.into()),
                 audience: audience.unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+                max_lifetime,
+                jwks_refresh,
             },
             demo: match environment {
                 Environment::Production => DemoMode::Off,
@@ -201,6 +300,17 @@ impl Config {
     /// The database URL with any password replaced, for logs and start-up messages.
     pub fn database_url_redacted(&self) -> String {
         redact_url_password(&self.database_url)
+    }
+}
+
+/// Which algorithm a PEM public key verifies: RS256 for RSA, ES256 for P-256.
+fn pem_algorithm(pem: &str) -> anyhow::Result<Algorithm> {
+    if DecodingKey::from_rsa_pem(pem.as_bytes()).is_ok() {
+        Ok(Algorithm::RS256)
+    } else if DecodingKey::from_ec_pem(pem.as_bytes()).is_ok() {
+        Ok(Algorithm::ES256)
+    } else {
+        bail!("COUNTERSIGN_JWT_PUBLIC_KEY is neither an RSA nor an EC public key in PEM form")
     }
 }
 
@@ -312,6 +422,30 @@ mod tests {
     }
 
     #[test]
+    fn production_may_verify_with_a_public_key_alone_and_pins_its_algorithm() {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rsa-a.pub.pem");
+        let config = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_PUBLIC_KEY", pem),
+            ("COUNTERSIGN_JWT_ISSUER", "https://id.example.com"),
+            ("COUNTERSIGN_JWT_AUDIENCE", "countersign"),
+        ])
+        .unwrap();
+        assert_eq!(config.jwt.algorithms, vec![Algorithm::RS256]);
+        assert!(config.jwt.secret.is_none());
+
+        let err = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_PUBLIC_KEY", pem),
+            ("COUNTERSIGN_JWT_ALGORITHMS", "HS256"),
+            ("COUNTERSIGN_JWT_ISSUER", "https://id.example.com"),
+            ("COUNTERSIGN_JWT_AUDIENCE", "countersign"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("HS256"));
+    }
+
+    #[test]
     fn production_refuses_demo_data() {
         let err = config_from(&[
             ("COUNTERSIGN_ENV", "production"),
@@ -348,10 +482,13 @@ mod tests {
         let url = format!("sqlite://{}/queue.db?mode=rwc", dir.display());
         let first = config_from(&[("DATABASE_URL", &url)]).unwrap();
         let second = config_from(&[("DATABASE_URL", &url)]).unwrap();
-        assert_eq!(first.jwt.secret.expose(), second.jwt.secret.expose());
+        let secret = |c: &Config| c.jwt.secret.as_ref().unwrap().expose().to_owned();
+        assert_eq!(secret(&first), secret(&second));
         assert_eq!(
             first.jwt.secret_source,
-            SecretSource::DevelopmentFile(dir.join("queue.db.jwt-secret"))
+            Some(SecretSource::DevelopmentFile(
+                dir.join("queue.db.jwt-secret")
+            ))
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

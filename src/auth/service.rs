@@ -1,18 +1,26 @@
 //! Token verification and minting.
 //!
-//! The algorithm comes from configuration, never from the token's header, so a token
-//! cannot talk us into `none` or into treating a public key as an HMAC secret.
+//! The algorithm comes from configuration, never from the token's header: the header only
+//! picks among the pinned algorithms, so a token cannot talk us into `none` or into
+//! treating a public key as an HMAC secret. Keys come from configuration too (a secret, a
+//! PEM public key, a local JWKS file), never from a URL in the token (`jku`, `x5u`).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 
 use super::model::{Claims, Identity, Viewer};
 use crate::config::JwtConfig;
 
-/// Clock skew tolerated on `exp` and `nbf`. Kept small: a generous leeway extends every
-/// token's life, revoked or not.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`. Kept small: a generous leeway extends
+/// every token's life, revoked or not.
 const LEEWAY_SECONDS: u64 = 30;
 
 /// Why a presented token was refused. The client only ever sees UNAUTHENTICATED; the
@@ -23,6 +31,18 @@ pub enum AuthError {
     NotBearer,
     #[error("the token is invalid: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("the token's algorithm {0:?} is not accepted here")]
+    AlgorithmNotAllowed(Algorithm),
+    #[error("the token's kid is malformed")]
+    MalformedKid,
+    #[error("no key is known for the token's kid")]
+    UnknownKid,
+    #[error("no configured key verifies {0:?} tokens without a kid")]
+    NoKey(Algorithm),
+    #[error("the token lives longer than the maximum lifetime")]
+    LifetimeTooLong,
+    #[error("the token was issued in the future")]
+    IssuedInTheFuture,
     #[error("the token has an empty subject")]
     EmptySubject,
     #[error("the token was refused: {0}")]
@@ -42,35 +62,56 @@ impl AuthError {
             {
                 "the token has expired"
             }
-            Self::Invalid(_) | Self::EmptySubject => "the token is invalid",
             Self::Refused(super::users::Refusal::Disabled) => "the user is disabled",
             Self::Refused(super::users::Refusal::SessionRevoked) => {
                 "the session was revoked; sign in again"
             }
+            _ => "the token is invalid",
         }
     }
 }
 
-/// Verifies bearer tokens against the configured key, issuer and audience.
+/// Verifies bearer tokens against the configured keys, issuer and audience.
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    algorithms: Vec<Algorithm>,
+    secret: Option<DecodingKey>,
+    public_key: Option<(DecodingKey, Algorithm)>,
+    jwks: Option<Jwks>,
+    issuer: String,
+    audience: String,
+    max_lifetime: Duration,
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        Self {
-            key: DecodingKey::from_secret(config.secret.expose().as_bytes()),
-            validation,
-        }
+    /// Fails when a configured key cannot be read: better not to start than to refuse
+    /// everyone later.
+    pub fn new(config: &JwtConfig) -> anyhow::Result<Self> {
+        let public_key = match &config.public_key_pem {
+            None => None,
+            Some(pem) => Some(
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+                    .map(|key| (key, Algorithm::RS256))
+                    .or_else(|_| {
+                        DecodingKey::from_ec_pem(pem.as_bytes()).map(|key| (key, Algorithm::ES256))
+                    })?,
+            ),
+        };
+        let jwks = match &config.jwks_file {
+            None => None,
+            Some(path) => Some(Jwks::load(path.clone(), config.jwks_refresh)?),
+        };
+        Ok(Self {
+            algorithms: config.algorithms.clone(),
+            secret: config
+                .secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
+            public_key,
+            jwks,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            max_lifetime: config.max_lifetime,
+        })
     }
 
     /// Turns an `Authorization` header value (or its absence) into an identity.
@@ -83,8 +124,33 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
-        let data = decode::<Claims>(token, &self.key, &self.validation)?;
-        let claims = data.claims;
+        // Parsing the header refuses `alg: none` outright (it is not an Algorithm).
+        let header = decode_header(token)?;
+        let algorithm = header.alg;
+        if !self.algorithms.contains(&algorithm) {
+            return Err(AuthError::AlgorithmNotAllowed(algorithm));
+        }
+        let key = self.key_for(algorithm, header.kid.as_deref())?;
+
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        let claims = decode::<Claims>(token, &key, &validation)?.claims;
+
+        let iat = claims.iat.ok_or(AuthError::LifetimeTooLong)?;
+        let now = Utc::now().timestamp();
+        if iat > now.saturating_add(LEEWAY_SECONDS as i64) {
+            return Err(AuthError::IssuedInTheFuture);
+        }
+        let lifetime = claims.exp.saturating_sub(iat);
+        if lifetime < 0 || lifetime as u64 > self.max_lifetime.as_secs() {
+            return Err(AuthError::LifetimeTooLong);
+        }
         if claims.sub.trim().is_empty() {
             return Err(AuthError::EmptySubject);
         }
@@ -93,10 +159,134 @@ impl JwtVerifier {
             name: claims.name,
             email: claims.email,
             roles: claims.roles,
-            issued_at: claims.iat.and_then(|t| DateTime::from_timestamp(t, 0)),
+            issued_at: DateTime::from_timestamp(iat, 0),
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
         })
     }
+
+    fn key_for(&self, algorithm: Algorithm, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
+        if algorithm == Algorithm::HS256 {
+            return self.secret.clone().ok_or(AuthError::NoKey(algorithm));
+        }
+        match kid {
+            Some(kid) => {
+                if !valid_kid(kid) {
+                    return Err(AuthError::MalformedKid);
+                }
+                let jwks = self.jwks.as_ref().ok_or(AuthError::UnknownKid)?;
+                jwks.key(kid, algorithm).ok_or(AuthError::UnknownKid)
+            }
+            None => match &self.public_key {
+                Some((key, for_algorithm)) if *for_algorithm == algorithm => Ok(key.clone()),
+                _ => Err(AuthError::NoKey(algorithm)),
+            },
+        }
+    }
+}
+
+/// A `kid` is an opaque name, nothing more: letters, digits, `.`, `_`, `-`. Anything that
+/// looks like a path or SQL is refused before it is used as a lookup key.
+fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 128
+        && kid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        && !kid.contains("..")
+}
+
+/// Keys from a local JWKS file, by `kid`. An unknown `kid` re-reads the file, at most once
+/// per `refresh`, so a rotated key is picked up without a restart and a flood of made-up
+/// kids cannot turn into a flood of file reads.
+struct Jwks {
+    path: PathBuf,
+    refresh: Duration,
+    state: RwLock<JwksState>,
+}
+
+struct JwksState {
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    read_at: Instant,
+}
+
+impl Jwks {
+    fn load(path: PathBuf, refresh: Duration) -> anyhow::Result<Self> {
+        let keys = read_jwks(&path)?;
+        Ok(Self {
+            path,
+            refresh,
+            state: RwLock::new(JwksState {
+                keys,
+                read_at: Instant::now(),
+            }),
+        })
+    }
+
+    fn key(&self, kid: &str, algorithm: Algorithm) -> Option<DecodingKey> {
+        let lookup = |state: &JwksState| {
+            state
+                .keys
+                .get(kid)
+                .filter(|(_, alg)| *alg == algorithm)
+                .map(|(key, _)| key.clone())
+        };
+        {
+            let state = self.state.read().ok()?;
+            if let Some(key) = lookup(&state) {
+                return Some(key);
+            }
+            if state.read_at.elapsed() < self.refresh {
+                return None;
+            }
+        }
+        let mut state = self.state.write().ok()?;
+        if state.read_at.elapsed() >= self.refresh {
+            state.read_at = Instant::now();
+            match read_jwks(&self.path) {
+                Ok(keys) => state.keys = keys,
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "re-reading the JWKS file failed; keeping the old keys");
+                }
+            }
+        }
+        lookup(&state)
+    }
+}
+
+fn read_jwks(path: &PathBuf) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the JWKS file {}", path.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .with_context(|| format!("parsing the JWKS file {}", path.display()))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone().filter(|k| valid_kid(k)) else {
+            tracing::warn!("skipping a JWKS key without a usable kid");
+            continue;
+        };
+        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (_, Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (_, Some(KeyAlgorithm::ES256)) => Algorithm::ES256,
+            (_, Some(_)) => {
+                tracing::warn!(kid, "skipping a JWKS key with an unsupported alg");
+                continue;
+            }
+            (AlgorithmParameters::RSA(_), None) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(_), None) => Algorithm::ES256,
+            _ => {
+                tracing::warn!(kid, "skipping a JWKS key that is neither RSA nor EC");
+                continue;
+            }
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => {
+                keys.insert(kid, (key, algorithm));
+            }
+            Err(err) => tracing::warn!(kid, error = %err, "skipping an unreadable JWKS key"),
+        }
+    }
+    Ok(keys)
 }
 
 /// `Bearer <token>`, with the scheme matched case-insensitively as RFC 6750 allows.
@@ -135,10 +325,15 @@ pub fn mint_token(
         email: profile.email,
         roles: roles.to_vec(),
     };
+    let secret = config.secret.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no HS256 secret is configured (COUNTERSIGN_JWT_SECRET); dev tokens need one"
+        )
+    })?;
     let token = encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(config.secret.expose().as_bytes()),
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
     )?;
     Ok(token)
 }
@@ -150,10 +345,32 @@ mod tests {
 
     fn config() -> JwtConfig {
         JwtConfig {
-            secret: Secret::new("an-hs256-secret-of-at-least-32-bytes!"),
-            secret_source: SecretSource::Environment,
+            secret: Some(Secret::new("an-hs256-secret-of-at-least-32-bytes!")),
+            secret_source: Some(SecretSource::Environment),
+            public_key_pem: None,
+            jwks_file: None,
+            algorithms: vec![Algorithm::HS256],
             issuer: "countersign".into(),
             audience: "countersign".into(),
+            max_lifetime: Duration::from_secs(12 * 3600),
+            jwks_refresh: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn kids_that_look_like_paths_or_sql_are_malformed() {
+        assert!(valid_kid("2026-11-key.1"));
+        for bad in [
+            "../../etc/passwd",
+            "a/b",
+            "k' OR 1=1 --",
+            "",
+            "a b",
+            "k;drop",
+            "..",
+            "x".repeat(129).as_str(),
+        ] {
+            assert!(!valid_kid(bad), "{bad:?}");
         }
     }
 
@@ -171,7 +388,7 @@ mod tests {
             },
         )
         .unwrap();
-        let viewer = JwtVerifier::new(&config).verify(&token).unwrap();
+        let viewer = JwtVerifier::new(&config).unwrap().verify(&token).unwrap();
         assert_eq!(viewer.subject, "alice");
         assert_eq!(viewer.roles, vec!["support".to_string()]);
         assert_eq!(viewer.name.as_deref(), Some("Alice"));

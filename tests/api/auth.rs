@@ -140,7 +140,7 @@ backend_tests! {
 
     async fn a_token_missing_a_required_claim_is_refused(backend) {
         let app = spawn_app(backend).await;
-        for claim in ["exp", "sub", "iss", "aud"] {
+        for claim in ["exp", "iat", "sub", "iss", "aud"] {
             let mut claims = valid_claims();
             claims.as_object_mut().expect("an object").remove(claim);
             assert_refused(&app, &format!("Bearer {}", sign(&claims, TEST_SECRET))).await;

@@ -165,10 +165,15 @@ impl Drop for TestDatabase {
 
 pub fn test_jwt_config() -> JwtConfig {
     JwtConfig {
-        secret: Secret::new(TEST_SECRET),
-        secret_source: SecretSource::Environment,
+        secret: Some(Secret::new(TEST_SECRET)),
+        secret_source: Some(SecretSource::Environment),
+        public_key_pem: None,
+        jwks_file: None,
+        algorithms: vec![jsonwebtoken::Algorithm::HS256],
         issuer: TEST_ISSUER.into(),
         audience: TEST_AUDIENCE.into(),
+        max_lifetime: countersign::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks_refresh: countersign::config::DEFAULT_JWKS_REFRESH,
     }
 }
 

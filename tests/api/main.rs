@@ -12,6 +12,7 @@ mod cli;
 mod exactly_once;
 mod graphiql;
 mod health;
+mod jwt;
 mod lifecycle;
 mod permissions;
 mod queries;
