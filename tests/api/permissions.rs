@@ -218,3 +218,81 @@ async fn disabling_on_one_replica_refuses_the_next_request_on_another_on_postgre
         );
     }
 }
+
+/// What a persona gets when deciding or cancelling someone else's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Allowed,
+    Forbidden,
+    /// The request is hidden from them: indistinguishable from one that does not exist.
+    Hidden,
+}
+
+fn outcome(response: &crate::helpers::GraphqlResponse) -> Expect {
+    match response.error_code() {
+        None => Expect::Allowed,
+        Some("FORBIDDEN") => Expect::Forbidden,
+        Some("NOT_FOUND") => Expect::Hidden,
+        other => panic!("unexpected {other:?}: {}", response.body),
+    }
+}
+
+backend_tests! {
+    async fn deciding_and_cancelling_are_allowed_exactly_where_stages_and_grants_say(backend) {
+        use Expect::{Allowed, Forbidden, Hidden};
+        let app = spawn_app(backend).await;
+        let account_change = json!({
+            "policy": "account_change", "title": "Raise limit", "amount": "1", "currency": "EUR",
+            "payload": { "accountId": "a-1" } });
+        let policies = [("refund", refund("250.00")), ("account_change", account_change), ("access_grant", access_grant())];
+        // persona → (approve/reject on refund, on account_change, on access_grant)
+        let decide_table = [
+            (Persona::Alice, [Forbidden, Forbidden, Forbidden]), // their own requests
+            (Persona::Bob, [Allowed, Hidden, Hidden]),
+            (Persona::Carol, [Allowed, Hidden, Hidden]),
+            (Persona::Dave, [Hidden, Allowed, Allowed]),
+            (Persona::Frank, [Forbidden, Forbidden, Forbidden]), // sees all, decides none
+            (Persona::Grace, [Forbidden, Forbidden, Forbidden]),
+        ];
+        let cancel_table = [
+            (Persona::Alice, [Allowed, Allowed, Allowed]),
+            (Persona::Bob, [Forbidden, Hidden, Hidden]),
+            (Persona::Carol, [Forbidden, Hidden, Hidden]),
+            (Persona::Dave, [Hidden, Forbidden, Forbidden]),
+            (Persona::Frank, [Forbidden, Forbidden, Forbidden]),
+            (Persona::Grace, [Allowed, Allowed, Allowed]),
+        ];
+        let reject = decide_mutation("rejectRequest");
+        let cancel = "mutation($input: CancelRequestInput!) { cancelRequest(input: $input) { request { status } } }";
+        let alice = app.token_for(Persona::Alice);
+        for (persona, expected) in decide_table {
+            for ((policy, input), want) in policies.iter().zip(expected) {
+                for verb in ["approve", "reject"] {
+                    let request = submit(&app, Persona::Alice, input.clone()).await;
+                    let token = app.token_for(persona);
+                    let response = if verb == "approve" {
+                        approve_with(&app, &token, &request["id"]).await
+                    } else {
+                        app.graphql(Some(&token), &reject, json!({ "input": { "id": request["id"], "comment": "no" } })).await
+                    };
+                    assert_eq!(outcome(&response), want, "{persona:?} {verb} {policy}");
+                    if want != Allowed {
+                        let after = request_as(&app, &alice, &request["id"]).await;
+                        assert_eq!(after["version"], 1, "a denial leaves nothing behind");
+                        assert_eq!(after["decisions"], json!([]));
+                    }
+                }
+            }
+        }
+        for (persona, expected) in cancel_table {
+            for ((policy, input), want) in policies.iter().zip(expected) {
+                let request = submit(&app, Persona::Alice, input.clone()).await;
+                let response = app.graphql_as(persona, cancel, json!({ "input": { "id": request["id"], "reason": "test" } })).await;
+                assert_eq!(outcome(&response), want, "{persona:?} cancel {policy}");
+                if want != Allowed {
+                    assert_eq!(request_as(&app, &alice, &request["id"]).await["status"], "PENDING");
+                }
+            }
+        }
+    }
+}
