@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 
 use crate::app::App;
+use crate::audit::service as audit_service;
 use crate::auth::mint_token;
 use crate::auth::service::TokenProfile;
 use crate::config::{Config, SecretSource};
@@ -47,6 +48,11 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL), sorted and stable; `schema.graphql` is its output.
     Schema,
+    /// Verify, checkpoint or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Print a token signed with the configured HS256 secret, for development.
     Token {
         /// The subject (`sub` claim).
@@ -65,6 +71,51 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Re-compute the hash chain; exits non-zero and names the first broken sequence when
+    /// the stored history was edited, deleted, inserted or reordered.
+    Verify {
+        /// A checkpoint printed earlier by `audit checkpoint` (SEQ:HASH): also fails when
+        /// the history after it was rewritten or truncated.
+        #[arg(long, value_parser = parse_checkpoint)]
+        checkpoint: Option<(i64, String)>,
+    },
+    /// Print the chain head as SEQ:HASH, to store somewhere the database's admins cannot
+    /// write.
+    Checkpoint,
+    /// Stream events in sequence order, in constant memory.
+    Export {
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+fn parse_checkpoint(value: &str) -> Result<(i64, String), String> {
+    let (sequence, hash) = value
+        .split_once(':')
+        .ok_or_else(|| "a checkpoint is SEQ:HASH".to_owned())?;
+    let sequence = sequence
+        .parse::<i64>()
+        .map_err(|_| "SEQ must be a number".to_owned())?;
+    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("HASH must be 64 hex digits".into());
+    }
+    Ok((sequence, hash.to_ascii_lowercase()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +167,11 @@ impl Cli {
                 telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
                 runtime()?.block_on(migrate(config, action))
             }
+            Command::Audit { action } => {
+                let config = Config::from_env()?;
+                telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
+                runtime()?.block_on(audit(config, action))
+            }
             Command::Serve => {
                 let config = Config::from_env()?;
                 telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
@@ -158,6 +214,162 @@ async fn migrate(config: Config, action: MigrateAction) -> anyhow::Result<()> {
     }
     db.close().await?;
     Ok(())
+}
+
+async fn audit(config: Config, action: AuditAction) -> anyhow::Result<()> {
+    let db = db::connect(&config.database_url).await?;
+    let outcome = match action {
+        AuditAction::Checkpoint => {
+            let (sequence, hash) = audit_service::head(&db).await.map_err(app_error)?;
+            println!("{sequence}:{hash}");
+            Ok(())
+        }
+        AuditAction::Verify { checkpoint } => {
+            let report = audit_service::verify_chain(&db, checkpoint)
+                .await
+                .map_err(app_error)?;
+            match report.first_broken_sequence {
+                None => {
+                    println!(
+                        "ok: {} events, head {}:{}",
+                        report.checked, report.head_sequence, report.head_hash
+                    );
+                    Ok(())
+                }
+                Some(sequence) => Err(anyhow::anyhow!(
+                    "the audit chain is broken at sequence {sequence} ({} events checked)",
+                    report.checked
+                )),
+            }
+        }
+        AuditAction::Export { from, to, format } => export(&db, from, to, format).await,
+    };
+    db.close().await?;
+    outcome
+}
+
+fn app_error(err: crate::error::AppError) -> anyhow::Error {
+    match err {
+        crate::error::AppError::Internal(cause) => cause,
+        other => anyhow::anyhow!(other.client_message()),
+    }
+}
+
+/// Writes events a batch at a time, so memory stays flat however long the log is.
+async fn export(
+    db: &sea_orm::DatabaseConnection,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
+    const BATCH: u64 = 1_000;
+    let filter = audit_service::AuditFilter {
+        from,
+        to,
+        ..Default::default()
+    };
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut sink = match format {
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(out);
+            writer.write_record(EXPORT_COLUMNS)?;
+            ExportSink::Csv(Box::new(writer))
+        }
+        ExportFormat::Ndjson => ExportSink::Ndjson(out),
+    };
+    let mut after = 0;
+    loop {
+        let batch = audit_service::batch_after(db, &filter, after, BATCH)
+            .await
+            .map_err(app_error)?;
+        let Some(last) = batch.last() else { break };
+        after = last.sequence;
+        for event in &batch {
+            sink.write(export_record(event))?;
+        }
+    }
+    sink.flush()
+}
+
+enum ExportSink<W: std::io::Write> {
+    Csv(Box<csv::Writer<W>>),
+    Ndjson(W),
+}
+
+impl<W: std::io::Write> ExportSink<W> {
+    fn write(&mut self, record: Vec<(&'static str, String)>) -> anyhow::Result<()> {
+        match self {
+            Self::Csv(writer) => writer.write_record(record.iter().map(|(_, value)| value))?,
+            Self::Ndjson(out) => {
+                let object: serde_json::Map<String, serde_json::Value> = record
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value)))
+                    .collect();
+                serde_json::to_writer(&mut *out, &object)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Csv(writer) => writer.flush()?,
+            Self::Ndjson(out) => out.flush()?,
+        }
+        Ok(())
+    }
+}
+
+const EXPORT_COLUMNS: [&str; 17] = [
+    "sequence",
+    "id",
+    "occurred_at",
+    "actor",
+    "actor_roles",
+    "action",
+    "subject_type",
+    "subject_id",
+    "request_id",
+    "before",
+    "after",
+    "reason",
+    "correlation_id",
+    "idempotency_key",
+    "summary",
+    "prev_hash",
+    "hash",
+];
+
+fn export_record(event: &entity::audit_event::Model) -> Vec<(&'static str, String)> {
+    let json = |value: &Option<serde_json::Value>| {
+        value.as_ref().map(|v| v.to_string()).unwrap_or_default()
+    };
+    let values = [
+        event.sequence.to_string(),
+        event.id.to_string(),
+        event
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        event.actor_subject.clone(),
+        event.actor_roles.to_string(),
+        event.action.clone(),
+        event.subject_type.clone(),
+        event.subject_id.clone(),
+        event
+            .request_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        json(&event.before),
+        json(&event.after),
+        event.reason.clone().unwrap_or_default(),
+        event.correlation_id.clone().unwrap_or_default(),
+        event.idempotency_key.clone().unwrap_or_default(),
+        event.summary.clone(),
+        event.prev_hash.clone(),
+        event.hash.clone(),
+    ];
+    EXPORT_COLUMNS.into_iter().zip(values).collect()
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

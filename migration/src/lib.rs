@@ -7,12 +7,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_domain_model;
+mod m20261123_000002_audit_append_only;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_domain_model::Migration)]
+        vec![
+            Box::new(m20261123_000001_domain_model::Migration),
+            Box::new(m20261123_000002_audit_append_only::Migration),
+        ]
     }
 }

@@ -6,7 +6,7 @@ use async_graphql::{
     ScalarType, SimpleObject, Value as GqlValue,
 };
 use chrono::{DateTime, Utc};
-use entity::{audit_event, decision, policy, policy_stage, request, user};
+use entity::{decision, policy, policy_stage, request, user};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::Value;
@@ -17,6 +17,7 @@ use super::service::{
     self, CommandContext, DecideInput, Order, Outcome, Page, PolicyVersion, RequestFilter,
     stage_roles, stage_rule,
 };
+use crate::audit::graphql::AuditEventNode;
 use crate::auth::Viewer;
 use crate::auth::graphql::require_viewer;
 use crate::error::AppError;
@@ -209,50 +210,6 @@ impl DecisionNode {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
-    }
-}
-
-/// One entry of the audit log.
-pub struct AuditEventNode(audit_event::Model);
-
-#[Object(name = "AuditEvent")]
-impl AuditEventNode {
-    /// Gapless and commit-ordered.
-    async fn sequence(&self) -> i64 {
-        self.0.sequence
-    }
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
-    }
-    /// The subject who acted, or `system`.
-    async fn actor(&self) -> &str {
-        &self.0.actor_subject
-    }
-    /// The roles the actor held when acting.
-    async fn actor_roles(&self) -> Vec<String> {
-        serde_json::from_value(self.0.actor_roles.clone()).unwrap_or_default()
-    }
-    async fn action(&self) -> &str {
-        &self.0.action
-    }
-    /// One line a person can read.
-    async fn summary(&self) -> &str {
-        &self.0.summary
-    }
-    async fn reason(&self) -> Option<&str> {
-        self.0.reason.as_deref()
-    }
-    async fn correlation_id(&self) -> Option<&str> {
-        self.0.correlation_id.as_deref()
-    }
-    async fn idempotency_key(&self) -> Option<&str> {
-        self.0.idempotency_key.as_deref()
-    }
-    async fn before(&self) -> Option<Json<Value>> {
-        self.0.before.clone().map(Json)
-    }
-    async fn after(&self) -> Option<Json<Value>> {
-        self.0.after.clone().map(Json)
     }
 }
 
@@ -458,7 +415,7 @@ impl RequestNode {
             .await
             .map_err(loader_error)?
             .unwrap_or_default();
-        Ok(events.into_iter().map(AuditEventNode).collect())
+        Ok(events.into_iter().map(AuditEventNode::from).collect())
     }
     /// Who could decide the current stage; empty once the request is terminal.
     async fn eligible_approvers(

@@ -197,7 +197,7 @@ pub async fn upsert_policy(
         }),
     )?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
                 let id = response_id(&response, "policyId")?;
@@ -279,7 +279,18 @@ pub async fn upsert_policy(
         )
         .await?;
         Ok(version_now)
-    })
+    });
+    audit::service::audit_refusal(
+        result,
+        db,
+        viewer,
+        context,
+        "policy.upsert",
+        "policy",
+        &input.key,
+        None,
+    )
+    .await
 }
 
 fn policy_snapshot(version: &PolicyVersion) -> Value {
@@ -436,7 +447,7 @@ pub async fn submit(
     let payload = input.payload.clone().unwrap_or_else(|| json!({}));
     validate_payload(&payload)?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
                 return replay(txn, &response).await;
@@ -506,7 +517,18 @@ pub async fn submit(
             request: created,
             replayed: false,
         })
-    })
+    });
+    audit::service::audit_refusal(
+        result,
+        db,
+        viewer,
+        context,
+        "request.submit",
+        "policy",
+        &input.policy,
+        None,
+    )
+    .await
 }
 
 fn check_payload_schema(schema: &Value, payload: &Value) -> Result<(), AppError> {
@@ -560,7 +582,7 @@ pub async fn decide(
     )?;
     let id = parse_request_id(&input.id)?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
                 return replay(txn, &response).await;
@@ -721,7 +743,22 @@ pub async fn decide(
             request: updated,
             replayed: false,
         })
-    })
+    });
+    let attempted = match verdict {
+        Verdict::Approve => "request.approve",
+        Verdict::Reject => "request.reject",
+    };
+    audit::service::audit_refusal(
+        result,
+        db,
+        viewer,
+        context,
+        attempted,
+        "request",
+        &id.to_string(),
+        Some(id),
+    )
+    .await
 }
 
 pub struct CancelInput {
@@ -746,7 +783,7 @@ pub async fn cancel(
     let reason = validate_comment("reason", input.reason.as_deref(), true)?;
     let id = parse_request_id(&input.id)?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
                 return replay(txn, &response).await;
@@ -797,7 +834,18 @@ pub async fn cancel(
             request: updated,
             replayed: false,
         })
-    })
+    });
+    audit::service::audit_refusal(
+        result,
+        db,
+        viewer,
+        context,
+        "request.cancel",
+        "request",
+        &id.to_string(),
+        Some(id),
+    )
+    .await
 }
 
 fn expected_version(input: &DecideInput) -> Option<i32> {

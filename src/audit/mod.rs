@@ -4,6 +4,7 @@
 //! the chain head (one row) as the last step before commit, which makes sequence numbers
 //! gapless and commit-ordered. Nothing here may ever update or delete an event.
 
+pub mod graphql;
 pub mod model;
 pub mod service;
 

@@ -1,6 +1,7 @@
 //! Audit events as pure data, and the hash that chains them.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
+use entity::audit_event;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -29,13 +30,17 @@ pub struct NewEvent {
     pub summary: String,
 }
 
-/// The exact bytes hashed for an event: every recorded field, in a fixed order, as JSON.
-/// Changing this breaks every existing chain; it needs a migration of its own.
-pub fn canonical(event: &NewEvent, sequence: i64, id: Uuid, occurred_at: DateTime<Utc>) -> String {
-    json!([
-        sequence,
-        id.to_string(),
-        occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+/// The exact bytes hashed for an event: every recorded field except the hashes, in a fixed
+/// order, as JSON with object keys sorted (so a database that reorders JSON keys, as
+/// PostgreSQL's jsonb does, reads back the same bytes). Changing this breaks every
+/// existing chain.
+pub fn canonical(event: &audit_event::Model) -> String {
+    sorted(&json!([
+        event.sequence,
+        event.id.to_string(),
+        event
+            .occurred_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
         event.actor_subject,
         event.actor_roles,
         event.action,
@@ -48,8 +53,25 @@ pub fn canonical(event: &NewEvent, sequence: i64, id: Uuid, occurred_at: DateTim
         event.correlation_id,
         event.idempotency_key,
         event.summary,
-    ])
+    ]))
     .to_string()
+}
+
+/// `value` with every object's keys in sorted order, whatever serde_json's map type.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for key in keys {
+                out.insert(key.clone(), sorted(&map[key]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// `SHA-256(prev_hash || canonical event)`, hex-encoded.
@@ -60,33 +82,58 @@ pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The `prev_hash` of the first audit event: 64 zeros, the width of a SHA-256 hex digest.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
-    #[test]
-    fn the_hash_depends_on_the_previous_hash_and_every_field() {
-        let event = NewEvent {
+    fn event() -> audit_event::Model {
+        audit_event::Model {
+            sequence: 1,
+            id: Uuid::now_v7(),
+            occurred_at: Utc::now(),
             actor_subject: "bob".into(),
-            actor_roles: vec!["finance".into()],
+            actor_roles: json!(["finance"]),
             action: "request.approved".into(),
             subject_type: "request".into(),
             subject_id: "r1".into(),
             request_id: None,
             before: None,
-            after: Some(json!({"status": "APPROVED"})),
+            after: Some(json!({"status": "APPROVED", "amount": "1.00"})),
             reason: Some("ok".into()),
             correlation_id: None,
             idempotency_key: None,
             summary: "bob approved".into(),
-        };
-        let id = Uuid::now_v7();
-        let at = Utc::now();
-        let a = chain_hash("00", &canonical(&event, 1, id, at));
-        assert_eq!(a, chain_hash("00", &canonical(&event, 1, id, at)));
-        assert_ne!(a, chain_hash("01", &canonical(&event, 1, id, at)));
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_hash_depends_on_the_previous_hash_and_every_field() {
+        let event = event();
+        let a = chain_hash("00", &canonical(&event));
+        assert_eq!(a, chain_hash("00", &canonical(&event)));
+        assert_ne!(a, chain_hash("01", &canonical(&event)));
         let mut edited = event.clone();
         edited.reason = Some("ok!".into());
-        assert_ne!(a, chain_hash("00", &canonical(&edited, 1, id, at)));
+        assert_ne!(a, chain_hash("00", &canonical(&edited)));
+        let mut renumbered = event.clone();
+        renumbered.sequence = 2;
+        assert_ne!(a, chain_hash("00", &canonical(&renumbered)));
+    }
+
+    #[test]
+    fn key_order_inside_json_does_not_change_the_hash() {
+        let mut one = event();
+        let mut two = event();
+        one.after = Some(serde_json::from_str(r#"{"a":1,"b":{"y":2,"x":1}}"#).unwrap());
+        two.after = Some(serde_json::from_str(r#"{"b":{"x":1,"y":2},"a":1}"#).unwrap());
+        two.id = one.id;
+        two.occurred_at = one.occurred_at;
+        assert_eq!(canonical(&one), canonical(&two));
     }
 }

@@ -1,21 +1,25 @@
-//! Appending to and reading the audit log.
+//! Appending to, verifying and reading the audit log.
 
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use entity::{audit_chain_head, audit_event};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QuerySelect, Set, sea_query::LockType,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::LockType,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use super::model::{NewEvent, canonical, chain_hash};
+use super::model::{GENESIS_HASH, NewEvent, canonical, chain_hash};
+use crate::approvals::service::CommandContext;
+use crate::auth::Viewer;
 use crate::error::AppError;
 
 /// Appends `event` to the chain and returns its sequence number.
 ///
 /// Call this as the last write of the transaction: it locks the chain head until commit,
-/// and every other appender waits for it.
+/// and every other appender waits for it. That wait is what makes sequence numbers gapless
+/// and commit-ordered.
 pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, AppError> {
     let mut head_query = audit_chain_head::Entity::find_by_id(1);
     if txn.get_database_backend() == DbBackend::Postgres {
@@ -27,33 +31,30 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
         .await?
         .ok_or_else(|| anyhow::anyhow!("the audit chain head row is missing"))?;
 
-    let sequence = head.sequence + 1;
-    let id = Uuid::now_v7();
-    // Microseconds: what both databases store exactly, so the hash can be recomputed.
-    let occurred_at = Utc::now().trunc_subsecs(6);
-    let hash = chain_hash(&head.hash, &canonical(&event, sequence, id, occurred_at));
-
-    audit_event::ActiveModel {
-        sequence: Set(sequence),
-        id: Set(id),
-        occurred_at: Set(occurred_at),
-        actor_subject: Set(event.actor_subject),
-        actor_roles: Set(json!(event.actor_roles)),
-        action: Set(event.action),
-        subject_type: Set(event.subject_type),
-        subject_id: Set(event.subject_id),
-        request_id: Set(event.request_id),
-        before: Set(event.before),
-        after: Set(event.after),
-        reason: Set(event.reason),
-        correlation_id: Set(event.correlation_id),
-        idempotency_key: Set(event.idempotency_key),
-        summary: Set(event.summary),
-        prev_hash: Set(head.hash),
-        hash: Set(hash.clone()),
-    }
-    .insert(txn)
-    .await?;
+    let mut row = audit_event::Model {
+        sequence: head.sequence + 1,
+        id: Uuid::now_v7(),
+        // Microseconds: what both databases store exactly, so the hash can be recomputed.
+        occurred_at: Utc::now().trunc_subsecs(6),
+        actor_subject: event.actor_subject,
+        actor_roles: json!(event.actor_roles),
+        action: event.action,
+        subject_type: event.subject_type,
+        subject_id: event.subject_id,
+        request_id: event.request_id,
+        before: event.before,
+        after: event.after,
+        reason: event.reason,
+        correlation_id: event.correlation_id,
+        idempotency_key: event.idempotency_key,
+        summary: event.summary,
+        prev_hash: head.hash.clone(),
+        hash: String::new(),
+    };
+    row.hash = chain_hash(&head.hash, &canonical(&row));
+    let sequence = row.sequence;
+    let hash = row.hash.clone();
+    row.into_active_model().reset_all().insert(txn).await?;
 
     let updated = audit_chain_head::Entity::update_many()
         .col_expr(audit_chain_head::Column::Sequence, sequence.into())
@@ -66,4 +67,241 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
         return Err(anyhow::anyhow!("the audit chain head moved during an append").into());
     }
     Ok(sequence)
+}
+
+/// Records a refused command (FORBIDDEN) in its own transaction, after the command's own
+/// transaction rolled back: who tried what, on what, and why it was refused.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_denied(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    context: &CommandContext,
+    attempted: &str,
+    subject_type: &str,
+    subject_id: &str,
+    request_id: Option<Uuid>,
+    why: &str,
+) {
+    let event = NewEvent {
+        actor_subject: viewer.subject.clone(),
+        actor_roles: viewer.roles.clone(),
+        action: format!("{attempted}.denied"),
+        subject_type: subject_type.into(),
+        subject_id: subject_id.into(),
+        request_id,
+        before: None,
+        after: None,
+        reason: Some(why.into()),
+        correlation_id: context.correlation_id.clone(),
+        idempotency_key: None,
+        summary: format!(
+            "{} was refused {attempted} on {subject_type} {subject_id}: {why}",
+            viewer.subject
+        ),
+    };
+    let result: Result<i64, AppError> =
+        async { crate::write_transaction!(db, |txn| { append(txn, event.clone()).await }) }.await;
+    if let Err(err) = result {
+        // The refusal stands either way; losing its record is logged, not raised.
+        err.to_graphql_error();
+    }
+}
+
+/// What `verifyAuditChain` and `countersign audit verify` report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    pub ok: bool,
+    /// Events read.
+    pub checked: i64,
+    /// The first sequence number where the stored history stops matching its hashes.
+    pub first_broken_sequence: Option<i64>,
+    pub head_sequence: i64,
+    pub head_hash: String,
+}
+
+const VERIFY_BATCH: u64 = 1_000;
+
+/// Re-computes the chain from the first event and compares it with what is stored: every
+/// event's sequence (gapless from 1), `prev_hash`, and `hash`, and finally the chain head.
+/// With a `checkpoint` (sequence and hash recorded earlier, elsewhere), the event at that
+/// sequence must still carry that hash: a history rewritten or truncated after it is caught
+/// even if the rewrite re-hashed everything.
+pub async fn verify_chain<C: ConnectionTrait>(
+    db: &C,
+    checkpoint: Option<(i64, String)>,
+) -> Result<ChainReport, AppError> {
+    let head = audit_chain_head::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the audit chain head row is missing"))?;
+    let mut expected_sequence = 1;
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    let mut checked = 0;
+    let mut broken = None;
+    let mut checkpoint_seen = false;
+    'batches: loop {
+        let batch = audit_event::Entity::find()
+            .filter(audit_event::Column::Sequence.gte(expected_sequence))
+            .order_by_asc(audit_event::Column::Sequence)
+            .limit(VERIFY_BATCH)
+            .all(db)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for event in batch {
+            checked += 1;
+            let intact = event.sequence == expected_sequence
+                && event.prev_hash == prev_hash
+                && event.hash == chain_hash(&prev_hash, &canonical(&event));
+            if !intact {
+                broken = Some(expected_sequence);
+                break 'batches;
+            }
+            if let Some((sequence, hash)) = &checkpoint {
+                if event.sequence == *sequence {
+                    checkpoint_seen = true;
+                    if event.hash != *hash {
+                        broken = Some(*sequence);
+                        break 'batches;
+                    }
+                }
+            }
+            prev_hash = event.hash;
+            expected_sequence += 1;
+        }
+    }
+    let last = expected_sequence - 1;
+    if broken.is_none() && (head.sequence != last || head.hash != prev_hash) {
+        // Events missing at the end, or extra ones beyond the head.
+        broken = Some(last.min(head.sequence) + 1);
+    }
+    if broken.is_none() {
+        if let Some((sequence, _)) = &checkpoint {
+            if !checkpoint_seen {
+                broken = Some(*sequence);
+            }
+        }
+    }
+    Ok(ChainReport {
+        ok: broken.is_none(),
+        checked,
+        first_broken_sequence: broken,
+        head_sequence: head.sequence,
+        head_hash: head.hash,
+    })
+}
+
+/// The current chain head, to record elsewhere as a checkpoint.
+pub async fn head<C: ConnectionTrait>(db: &C) -> Result<(i64, String), AppError> {
+    let head = audit_chain_head::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the audit chain head row is missing"))?;
+    Ok((head.sequence, head.hash))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub subject_type: Option<String>,
+    pub subject_id: Option<String>,
+    pub request_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    pub fn condition(&self) -> Condition {
+        let mut all = Condition::all();
+        if let Some(actor) = &self.actor {
+            all = all.add(audit_event::Column::ActorSubject.eq(actor.clone()));
+        }
+        if let Some(action) = &self.action {
+            all = all.add(audit_event::Column::Action.eq(action.clone()));
+        }
+        if let Some(subject_type) = &self.subject_type {
+            all = all.add(audit_event::Column::SubjectType.eq(subject_type.clone()));
+        }
+        if let Some(subject_id) = &self.subject_id {
+            all = all.add(audit_event::Column::SubjectId.eq(subject_id.clone()));
+        }
+        if let Some(request_id) = self.request_id {
+            all = all.add(audit_event::Column::RequestId.eq(request_id));
+        }
+        if let Some(from) = self.from {
+            all = all.add(audit_event::Column::OccurredAt.gte(from));
+        }
+        if let Some(to) = self.to {
+            all = all.add(audit_event::Column::OccurredAt.lt(to));
+        }
+        all
+    }
+}
+
+/// A page of events, newest first, after the event with sequence `before` (exclusive).
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: &AuditFilter,
+    limit: u64,
+    before: Option<i64>,
+) -> Result<(Vec<audit_event::Model>, bool), AppError> {
+    let mut query = audit_event::Entity::find().filter(filter.condition());
+    if let Some(before) = before {
+        query = query.filter(audit_event::Column::Sequence.lt(before));
+    }
+    let mut rows = query
+        .order_by_desc(audit_event::Column::Sequence)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok((rows, more))
+}
+
+/// Events in sequence order from `after` (exclusive), a batch at a time: for exports that
+/// must not hold the whole log in memory.
+pub async fn batch_after<C: ConnectionTrait>(
+    db: &C,
+    filter: &AuditFilter,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<audit_event::Model>, AppError> {
+    Ok(audit_event::Entity::find()
+        .filter(filter.condition())
+        .filter(audit_event::Column::Sequence.gt(after))
+        .order_by_asc(audit_event::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Passes `result` through; when it is FORBIDDEN, records the refused attempt first.
+#[allow(clippy::too_many_arguments)]
+pub async fn audit_refusal<T>(
+    result: Result<T, AppError>,
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    context: &CommandContext,
+    attempted: &str,
+    subject_type: &str,
+    subject_id: &str,
+    request_id: Option<Uuid>,
+) -> Result<T, AppError> {
+    if let Err(AppError::Forbidden(why)) = &result {
+        record_denied(
+            db,
+            viewer,
+            context,
+            attempted,
+            subject_type,
+            subject_id,
+            request_id,
+            why,
+        )
+        .await;
+    }
+    result
 }

@@ -179,7 +179,7 @@ pub async fn change_user(
         &json!({ "subject": subject, "reason": reason }),
     )?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(_) = idempotency::claim(txn, key).await? {
                 return find_user(txn, subject).await;
@@ -243,7 +243,16 @@ pub async fn change_user(
         )
         .await?;
         Ok(after)
-    })
+    });
+    let attempted = match change {
+        UserChange::Disable => "user.disable",
+        UserChange::Enable => "user.enable",
+        UserChange::RevokeSessions => "user.revoke_sessions",
+    };
+    audit::service::audit_refusal(
+        result, db, viewer, context, attempted, "user", subject, None,
+    )
+    .await
 }
 
 fn apply(active: &mut user::ActiveModel, change: UserChange, reason: &str, now: DateTime<Utc>) {

@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
 use crate::approvals::loader::Loaders;
+use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthQuery, UsersMutation};
 use crate::error::ensure_code;
 use crate::events::bus::EventBus;
@@ -30,7 +31,7 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, ApprovalsQuery, PermissionsQuery);
+pub struct Query(AuthQuery, ApprovalsQuery, PermissionsQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(ApprovalsMutation, PermissionsMutation, UsersMutation);

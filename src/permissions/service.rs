@@ -110,7 +110,7 @@ pub async fn change_grant(
         &json!({ "role": role, "action": action.as_str(), "policy": policy }),
     )?;
 
-    crate::write_transaction!(db, |txn| {
+    let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
             if let Claim::Replay(_) = idempotency::claim(txn, key).await? {
                 return role_grants(txn, role).await;
@@ -217,7 +217,12 @@ pub async fn change_grant(
         )
         .await?;
         Ok(after)
-    })
+    });
+    let attempted = match change {
+        GrantChange::Grant => "permission.grant",
+        GrantChange::Revoke => "permission.revoke",
+    };
+    audit::service::audit_refusal(result, db, viewer, context, attempted, "role", role, None).await
 }
 
 fn grants_snapshot(grants: &[role_permission::Model]) -> serde_json::Value {

@@ -128,7 +128,7 @@ backend_tests! {
         assert!(run(&["migrate", "status"]).await.contains("pending  m20261123_000001_domain_model"));
         run(&["migrate", "up"]).await;
         assert!(run(&["migrate", "status"]).await.contains("applied  m20261123_000001_domain_model"));
-        run(&["migrate", "down"]).await;
+        run(&["migrate", "down", "--steps", "2"]).await;
         let status = run(&["migrate", "status"]).await;
         assert!(!status.contains("applied "), "{status}");
         // And up again: the down migration left nothing behind that blocks a re-run.

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+
+mod audit;
 mod lifecycle_helpers;
 
 mod auth;
