@@ -14,6 +14,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::{self, NewEvent};
 use crate::config::{DemoMode, Environment};
 
 /// Recorded as the author of seeded rows.
@@ -260,6 +261,29 @@ pub async fn seed(
         .insert(&txn)
         .await?;
         permissions += 1;
+    }
+    if policies + permissions > 0 {
+        audit::service::append(
+            &txn,
+            NewEvent {
+                actor_subject: SEEDER.into(),
+                actor_roles: Vec::new(),
+                action: "demo.seeded".into(),
+                subject_type: "system".into(),
+                subject_id: "demo".into(),
+                request_id: None,
+                before: None,
+                after: Some(json!({ "policies": policies, "permissions": permissions })),
+                reason: None,
+                correlation_id: None,
+                idempotency_key: None,
+                summary: format!(
+                    "system seeded the demo: {policies} policies, {permissions} permissions"
+                ),
+            },
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("recording the demo seed: {}", err.client_message()))?;
     }
     txn.commit().await.context("committing the demo seed")?;
     Ok(Seeded::Inserted {

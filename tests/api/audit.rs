@@ -176,7 +176,7 @@ backend_tests! {
             if page["pageInfo"]["hasNextPage"] != true { break; }
             after = page["pageInfo"]["endCursor"].clone();
         }
-        assert_eq!(sequences, (1..=6).rev().collect::<Vec<i64>>());
+        assert_eq!(sequences, (1..=7).rev().collect::<Vec<i64>>());
         assert_eq!(events(&app, json!({ "actor": "bob" })).await.len(), 3);
     }
 
@@ -195,7 +195,7 @@ backend_tests! {
     async fn an_edited_event_is_found_by_the_api_and_the_cli(backend) {
         let app = spawn_app(backend).await;
         some_history(&app).await;
-        assert_eq!(verify(&app).await, json!({ "ok": true, "checked": 6, "firstBrokenSequence": null, "headSequence": 6, "headHash": verify(&app).await["headHash"] }));
+        assert_eq!(verify(&app).await, json!({ "ok": true, "checked": 7, "firstBrokenSequence": null, "headSequence": 7, "headHash": verify(&app).await["headHash"] }));
         let db = connect(&app).await;
         drop_triggers(&db).await;
         let mut event = audit_event::Entity::find_by_id(4).one(&db).await.unwrap().unwrap().into_active_model();
@@ -243,7 +243,7 @@ backend_tests! {
         let checkpoint = cli(&app, &["audit", "checkpoint"]).await;
         assert!(checkpoint.status.success());
         let checkpoint = String::from_utf8(checkpoint.stdout).unwrap().trim().to_owned();
-        assert!(checkpoint.starts_with("6:"));
+        assert!(checkpoint.starts_with("7:"));
         assert!(cli(&app, &["audit", "verify", "--checkpoint", &checkpoint]).await.status.success());
 
         // A careful attacker edits event 5 and re-hashes everything after it, head included.
@@ -274,7 +274,7 @@ backend_tests! {
         assert_eq!(verify(&app).await["ok"], true, "self-consistent: only a checkpoint can tell");
         let caught = cli(&app, &["audit", "verify", "--checkpoint", &checkpoint]).await;
         assert!(!caught.status.success());
-        assert!(String::from_utf8_lossy(&caught.stderr).contains("broken at sequence 6"));
+        assert!(String::from_utf8_lossy(&caught.stderr).contains("broken at sequence 7"));
     }
 
     async fn a_truncated_history_is_caught_by_verify_with_a_checkpoint(backend) {
@@ -283,11 +283,11 @@ backend_tests! {
         let checkpoint = String::from_utf8(cli(&app, &["audit", "checkpoint"]).await.stdout).unwrap().trim().to_owned();
         let db = connect(&app).await;
         drop_triggers(&db).await;
-        let five = audit_event::Entity::find_by_id(5).one(&db).await.unwrap().unwrap();
-        audit_event::Entity::delete_by_id(6).exec(&db).await.unwrap();
+        let six = audit_event::Entity::find_by_id(6).one(&db).await.unwrap().unwrap();
+        audit_event::Entity::delete_by_id(7).exec(&db).await.unwrap();
         let mut head = audit_chain_head::Entity::find_by_id(1).one(&db).await.unwrap().unwrap().into_active_model();
-        head.sequence = Set(5);
-        head.hash = Set(five.hash);
+        head.sequence = Set(6);
+        head.hash = Set(six.hash);
         head.update(&db).await.unwrap();
         assert_eq!(verify(&app).await["ok"], true);
         assert!(!cli(&app, &["audit", "verify", "--checkpoint", &checkpoint]).await.status.success());
@@ -300,15 +300,16 @@ backend_tests! {
         assert!(ndjson.status.success(), "{}", String::from_utf8_lossy(&ndjson.stderr));
         let lines: Vec<Value> = String::from_utf8(ndjson.stdout).unwrap().lines()
             .map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[0]["action"], "demo.seeded");
         assert_eq!(lines[0]["sequence"], "1");
-        assert_eq!(lines[5]["action"], "request.approved");
+        assert_eq!(lines[6]["action"], "request.approved");
 
         let csv = cli(&app, &["audit", "export", "--format", "csv"]).await;
         let text = String::from_utf8(csv.stdout).unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         assert_eq!(reader.headers().unwrap().get(0), Some("sequence"));
-        assert_eq!(reader.records().count(), 6);
+        assert_eq!(reader.records().count(), 7);
 
         let future = cli(&app, &["audit", "export", "--from", "2999-01-01T00:00:00Z"]).await;
         assert!(future.stdout.is_empty());
