@@ -94,11 +94,16 @@ impl AppError {
         }
     }
 
-    /// The GraphQL error for this value. Internal causes are logged here, exactly once.
-    pub fn to_graphql_error(&self) -> async_graphql::Error {
+    /// Logs an internal error with its cause chain; other errors are the client's business.
+    pub fn log_if_internal(&self) {
         if let Self::Internal(cause) = self {
             tracing::error!(error = %format!("{cause:#}"), "internal error");
         }
+    }
+
+    /// The GraphQL error for this value. Internal causes are logged here, exactly once.
+    pub fn to_graphql_error(&self) -> async_graphql::Error {
+        self.log_if_internal();
         async_graphql::Error::new(self.client_message()).extend_with(|_, ext| {
             ext.set("code", self.code());
             ext.set("retryable", self.retryable());

@@ -448,10 +448,8 @@ pub async fn submit(
     validate_payload(&payload)?;
 
     let result = crate::write_transaction!(db, |txn| {
-        if let Some(key) = &key {
-            if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
-                return replay(txn, &response).await;
-            }
+        if let Some(replayed) = claim_or_replay(txn, key.as_ref()).await? {
+            return Ok(replayed);
         }
         let policy = current_policy(txn, &input.policy).await?.ok_or_else(|| {
             AppError::bad_input("policy", format!("there is no policy {:?}", input.policy))
@@ -583,10 +581,8 @@ pub async fn decide(
     let id = parse_request_id(&input.id)?;
 
     let result = crate::write_transaction!(db, |txn| {
-        if let Some(key) = &key {
-            if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
-                return replay(txn, &response).await;
-            }
+        if let Some(replayed) = claim_or_replay(txn, key.as_ref()).await? {
+            return Ok(replayed);
         }
         let grants = grants_for(txn, viewer).await?;
         let current = request::Entity::find_by_id(id)
@@ -784,10 +780,8 @@ pub async fn cancel(
     let id = parse_request_id(&input.id)?;
 
     let result = crate::write_transaction!(db, |txn| {
-        if let Some(key) = &key {
-            if let Claim::Replay(response) = idempotency::claim(txn, key).await? {
-                return replay(txn, &response).await;
-            }
+        if let Some(replayed) = claim_or_replay(txn, key.as_ref()).await? {
+            return Ok(replayed);
         }
         let grants = grants_for(txn, viewer).await?;
         let current = request::Entity::find_by_id(id)
@@ -977,6 +971,18 @@ fn request_snapshot(request: &request::Model) -> Value {
         "currentStage": request.current_stage,
         "version": request.version,
     })
+}
+
+/// Claims the command's idempotency key; `Some` is the earlier outcome to answer with.
+async fn claim_or_replay(
+    txn: &DatabaseTransaction,
+    key: Option<&CommandKey>,
+) -> Result<Option<Outcome>, AppError> {
+    let Some(key) = key else { return Ok(None) };
+    match idempotency::claim(txn, key).await? {
+        Claim::Fresh => Ok(None),
+        Claim::Replay(response) => replay(txn, &response).await.map(Some),
+    }
 }
 
 async fn replay(txn: &DatabaseTransaction, response: &Value) -> Result<Outcome, AppError> {

@@ -103,7 +103,7 @@ pub async fn record_denied(
         async { crate::write_transaction!(db, |txn| { append(txn, event.clone()).await }) }.await;
     if let Err(err) = result {
         // The refusal stands either way; losing its record is logged, not raised.
-        err.to_graphql_error();
+        err.log_if_internal();
     }
 }
 

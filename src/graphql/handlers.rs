@@ -196,7 +196,7 @@ async fn standing_lost(
             Ok(Err(refusal)) => return AuthError::Refused(refusal).client_message(),
             Ok(Ok(())) => {}
             Err(err) => {
-                err.to_graphql_error();
+                err.log_if_internal();
             }
         }
     }
@@ -211,11 +211,11 @@ fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
 
 /// HTTP 500 with a GraphQL-shaped INTERNAL error; the cause is logged, never sent.
 fn internal(err: &AppError) -> Response {
-    let error = err.to_graphql_error();
+    err.log_if_internal();
     let body = serde_json::json!({
         "data": null,
         "errors": [{
-            "message": error.message,
+            "message": err.client_message(),
             "extensions": { "code": err.code(), "retryable": err.retryable() },
         }],
     });

@@ -93,6 +93,31 @@ pub struct RevokePermissionPayload {
 #[derive(Default)]
 pub struct PermissionsMutation;
 
+async fn change(
+    ctx: &Context<'_>,
+    change: GrantChange,
+    role: &str,
+    action: Action,
+    policy: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> async_graphql::Result<Vec<RolePermission>> {
+    let viewer = require_viewer(ctx)?;
+    let rows = change_grant(
+        ctx.data_unchecked::<DatabaseConnection>(),
+        viewer,
+        &ctx.data_opt::<CommandContext>()
+            .cloned()
+            .unwrap_or_default(),
+        change,
+        role,
+        action,
+        policy,
+        idempotency_key,
+    )
+    .await?;
+    Ok(convert(rows)?)
+}
+
 #[Object]
 impl PermissionsMutation {
     /// Let a role do something, on one policy or all. Admins only; audited.
@@ -101,13 +126,8 @@ impl PermissionsMutation {
         ctx: &Context<'_>,
         input: GrantPermissionInput,
     ) -> async_graphql::Result<GrantPermissionPayload> {
-        let viewer = require_viewer(ctx)?;
-        let rows = change_grant(
-            ctx.data_unchecked::<DatabaseConnection>(),
-            viewer,
-            &ctx.data_opt::<CommandContext>()
-                .cloned()
-                .unwrap_or_default(),
+        let permissions = change(
+            ctx,
             GrantChange::Grant,
             &input.role,
             input.action,
@@ -117,7 +137,7 @@ impl PermissionsMutation {
         .await?;
         Ok(GrantPermissionPayload {
             role: input.role.trim().to_owned(),
-            permissions: convert(rows)?,
+            permissions,
         })
     }
 
@@ -128,13 +148,8 @@ impl PermissionsMutation {
         ctx: &Context<'_>,
         input: RevokePermissionInput,
     ) -> async_graphql::Result<RevokePermissionPayload> {
-        let viewer = require_viewer(ctx)?;
-        let rows = change_grant(
-            ctx.data_unchecked::<DatabaseConnection>(),
-            viewer,
-            &ctx.data_opt::<CommandContext>()
-                .cloned()
-                .unwrap_or_default(),
+        let permissions = change(
+            ctx,
             GrantChange::Revoke,
             &input.role,
             input.action,
@@ -144,7 +159,7 @@ impl PermissionsMutation {
         .await?;
         Ok(RevokePermissionPayload {
             role: input.role.trim().to_owned(),
-            permissions: convert(rows)?,
+            permissions,
         })
     }
 }
