@@ -25,7 +25,9 @@ use crate::events::bus::EventBus;
 use crate::permissions::graphql::{PermissionsMutation, PermissionsQuery};
 
 /// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
-pub const MAX_DEPTH: usize = 12;
+/// The depth leaves one level above what GraphiQL's own introspection query needs (15);
+/// lower, and GraphiQL loads without a schema.
+pub const MAX_DEPTH: usize = 16;
 pub const MAX_COMPLEXITY: usize = 5_000;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;

@@ -1,8 +1,10 @@
 //! GraphiQL on GET /graphql: from the CDN by default, from a local copy when configured,
 //! and never a blank page when something is missing.
 
+use serde_json::json;
+
 use crate::backend_tests;
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{Persona, spawn_app, spawn_app_with};
 
 backend_tests! {
     async fn graphiql_loads_from_the_cdn_by_default(backend) {
@@ -40,5 +42,22 @@ backend_tests! {
         assert_eq!(script.text().await.expect("text"), "window.GraphiQL = {};");
         assert_eq!(app.get("/graphiql/assets/react.production.min.js").await.status(), 404);
         std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}
+
+backend_tests! {
+    async fn graphiqls_own_introspection_query_is_answered(backend) {
+        // The query graphql-js 16 (what GraphiQL runs) sends on load; it nests deeper than
+        // most operations, and the depth limit must leave room for it.
+        let query = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/introspection.graphql"))
+            .expect("the introspection query");
+        let app = spawn_app(backend).await;
+        for response in [
+            app.graphql(None, &query, json!({})).await,
+            app.graphql_as(Persona::Alice, &query, json!({})).await,
+        ] {
+            let data = response.expect_ok();
+            assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+        }
     }
 }
