@@ -169,6 +169,10 @@ async fn every_command_explains_itself_with_help() {
         &["migrate", "status", "--help"],
         &["schema", "--help"],
         &["token", "--help"],
+        &["audit", "--help"],
+        &["audit", "verify", "--help"],
+        &["audit", "checkpoint", "--help"],
+        &["audit", "export", "--help"],
     ] {
         let output = countersign(&cwd)
             .args(args)
