@@ -99,6 +99,7 @@ async fn serve_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSoc
 
     let verifier = state.verifier.clone();
     let db = state.db.clone();
+    let production = state.config.is_production();
     let graphql = GraphQLWebSocket::new_with_pair(out_tx, stream, state.schema.clone(), protocol)
         .on_connection_init(move |payload| async move {
             let authorization = payload
@@ -108,6 +109,12 @@ async fn serve_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSoc
             let identity = verifier
                 .authenticate(authorization)
                 .map_err(|err| refuse(&err))?;
+            if production && identity == Identity::Anonymous {
+                // POST disables introspection for anonymous callers in production; a socket
+                // cannot be limited per operation, so it needs a token there.
+                return Err(async_graphql::Error::new("a token is required")
+                    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED")));
+            }
             if let Identity::Authenticated(viewer) = &identity {
                 match users::admit(&db, viewer).await {
                     Ok(Ok(())) => {}

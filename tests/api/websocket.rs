@@ -213,3 +213,36 @@ async fn disabling_on_one_replica_closes_the_users_socket_on_another_on_postgres
         "replica A"
     );
 }
+
+backend_tests! {
+    async fn production_refuses_anonymous_sockets(backend) {
+        let app = crate::helpers::spawn_app_with(backend, |config| {
+            config.environment = countersign::config::Environment::Production;
+            config.demo = countersign::config::DemoMode::Off;
+        })
+        .await;
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        send(&mut socket, json!({ "type": "connection_init", "payload": {} })).await;
+        assert_eq!(receive(&mut socket).await, None, "closed without an ack");
+
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        let token = app.token_for(Persona::Bob);
+        send(&mut socket, json!({
+            "type": "connection_init",
+            "payload": { "Authorization": format!("Bearer {token}") },
+        })).await;
+        assert_eq!(receive(&mut socket).await.expect("an ack")["type"], "connection_ack");
+    }
+
+    async fn production_hides_the_schema_from_anonymous_http_callers(backend) {
+        let app = crate::helpers::spawn_app_with(backend, |config| {
+            config.environment = countersign::config::Environment::Production;
+            config.demo = countersign::config::DemoMode::Off;
+        })
+        .await;
+        let anonymous = app.graphql(None, "{ __schema { queryType { name } } }", json!({})).await;
+        assert_eq!(anonymous.data()["__schema"], serde_json::Value::Null, "{}", anonymous.body);
+        let signed_in = app.graphql_as(Persona::Bob, "{ __schema { queryType { name } } }", json!({})).await;
+        assert_eq!(signed_in.expect_ok()["__schema"]["queryType"]["name"], "Query");
+    }
+}
