@@ -1,6 +1,8 @@
 //! The approvals API: `request`, `requests`, `myQueue`, `policies` and the commands.
 //! Resolvers are thin: they check who is calling and hand over to the service.
 
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputObject, InputValueError, InputValueResult, Json, Object, Scalar,
     ScalarType, SimpleObject, Value as GqlValue,
@@ -21,6 +23,7 @@ use crate::audit::graphql::AuditEventNode;
 use crate::auth::Viewer;
 use crate::auth::graphql::require_viewer;
 use crate::error::AppError;
+use crate::events::bus::EventBus;
 
 /// An exact decimal carried as a string (`"1250.00"`); numbers are refused so that no
 /// amount ever passes through a float.
@@ -79,7 +82,7 @@ impl UserNode {
     }
 }
 
-async fn load_user(ctx: &Context<'_>, subject: &str) -> async_graphql::Result<UserNode> {
+pub async fn load_user(ctx: &Context<'_>, subject: &str) -> async_graphql::Result<UserNode> {
     let row = loaders(ctx)
         .users
         .load_one(subject.to_owned())
@@ -694,7 +697,14 @@ pub struct UpsertPolicyPayload {
 #[derive(Default)]
 pub struct ApprovalsMutation;
 
-fn payload_of(outcome: Outcome) -> (RequestNode, bool) {
+/// The payload parts of a command's outcome. A fresh (not replayed) outcome appended to the
+/// audit log after commit: tell the subscribers.
+fn payload_of(ctx: &Context<'_>, outcome: Outcome) -> (RequestNode, bool) {
+    if !outcome.replayed {
+        if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
+            bus.audit_appended();
+        }
+    }
     (RequestNode(outcome.request), outcome.replayed)
 }
 
@@ -717,7 +727,7 @@ async fn decide(
         },
     )
     .await?;
-    let (request, replayed) = payload_of(outcome);
+    let (request, replayed) = payload_of(ctx, outcome);
     Ok(DecideRequestPayload { request, replayed })
 }
 
@@ -745,7 +755,7 @@ impl ApprovalsMutation {
             },
         )
         .await?;
-        let (request, replayed) = payload_of(outcome);
+        let (request, replayed) = payload_of(ctx, outcome);
         Ok(SubmitRequestPayload { request, replayed })
     }
 
@@ -785,7 +795,7 @@ impl ApprovalsMutation {
             },
         )
         .await?;
-        let (request, replayed) = payload_of(outcome);
+        let (request, replayed) = payload_of(ctx, outcome);
         Ok(CancelRequestPayload { request, replayed })
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::user;
+use entity::{audit_chain_head, user};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
@@ -18,7 +18,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 /// The PostgreSQL channel every replica listens on.
@@ -26,6 +26,7 @@ const CHANNEL: &str = "countersign_events";
 /// How far back the fallback check looks, and how often it runs.
 const FALLBACK_EVERY: Duration = Duration::from_secs(2);
 const LOCAL_BUFFER: usize = 1024;
+const HEAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Something other parts of this process (and other replicas) must hear about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub enum BusEvent {
     /// A user was disabled, enabled or had their sessions revoked: open connections of
     /// theirs must re-check their standing now.
     UserAccessChanged { subject: String },
+    /// New audit events committed: subscribers read the log from where they are. Carries
+    /// no sequence on purpose — it is coalesced, and the log is the truth.
+    AuditAppended,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +53,9 @@ pub struct EventBus {
     db: DatabaseConnection,
     /// Set on shutdown; the background tasks stop.
     stopping: watch::Sender<bool>,
+    /// Wakes the task that tells other replicas about new audit events; many wake-ups
+    /// between two runs of it become one NOTIFY.
+    appended: Notify,
 }
 
 impl EventBus {
@@ -60,6 +67,7 @@ impl EventBus {
             replica: Uuid::now_v7(),
             db,
             stopping,
+            appended: Notify::new(),
         })
     }
 
@@ -71,6 +79,17 @@ impl EventBus {
     /// the commit. A failed NOTIFY is logged: the fallback check still delivers the news.
     pub async fn publish(&self, event: BusEvent) {
         let _ = self.local.send(event.clone());
+        self.notify_replicas(event).await;
+    }
+
+    /// New audit events committed. Subscribers here hear it at once; other replicas hear
+    /// a coalesced NOTIFY from a background task, so a burst of commits costs one.
+    pub fn audit_appended(&self) {
+        let _ = self.local.send(BusEvent::AuditAppended);
+        self.appended.notify_one();
+    }
+
+    async fn notify_replicas(&self, event: BusEvent) {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return;
         }
@@ -114,6 +133,16 @@ impl EventBus {
         tokio::spawn(until_stopped(
             self.stopping.subscribe(),
             fallback_check(self.clone()),
+        ));
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            tokio::spawn(until_stopped(
+                self.stopping.subscribe(),
+                announce_appends(self.clone()),
+            ));
+        }
+        tokio::spawn(until_stopped(
+            self.stopping.subscribe(),
+            watch_head(self.clone()),
         ));
     }
 
@@ -171,6 +200,38 @@ async fn relay(
                 let _ = bus.local.send(envelope.event);
             }
             Err(err) => tracing::warn!(error = %err, "ignoring an unreadable notification"),
+        }
+    }
+}
+
+/// Sends at most one "audit events appended" NOTIFY per short interval, however many
+/// commits woke it.
+async fn announce_appends(bus: Arc<EventBus>) {
+    const COALESCE: Duration = Duration::from_millis(5);
+    loop {
+        bus.appended.notified().await;
+        bus.notify_replicas(BusEvent::AuditAppended).await;
+        tokio::time::sleep(COALESCE).await;
+    }
+}
+
+/// Reads the audit chain head every second and announces growth locally: a lost
+/// notification delays a subscriber by a second at most. One query per replica, not one
+/// per subscriber.
+async fn watch_head(bus: Arc<EventBus>) {
+    let mut seen = None;
+    let mut ticker = tokio::time::interval(HEAD_EVERY);
+    loop {
+        ticker.tick().await;
+        match audit_chain_head::Entity::find_by_id(1).one(&bus.db).await {
+            Ok(Some(head)) => {
+                if seen.is_some_and(|seen| head.sequence > seen) {
+                    let _ = bus.local.send(BusEvent::AuditAppended);
+                }
+                seen = Some(head.sequence);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "reading the audit chain head failed"),
         }
     }
 }

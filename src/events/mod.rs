@@ -6,4 +6,5 @@
 //! in it, and delivery happens after commit.
 
 pub mod bus;
+pub mod graphql;
 pub mod outbox;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest,
 };
-use async_graphql::{EmptySubscription, MergedObject, Response, SDLExportOptions, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Response, SDLExportOptions, Schema};
 use async_graphql::{Request, ServerResult};
 use sea_orm::DatabaseConnection;
 
@@ -22,6 +22,7 @@ use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthQuery, UsersMutation};
 use crate::error::ensure_code;
 use crate::events::bus::EventBus;
+use crate::events::graphql::EventsSubscription;
 use crate::permissions::graphql::{PermissionsMutation, PermissionsQuery};
 
 /// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
@@ -38,7 +39,10 @@ pub struct Query(AuthQuery, ApprovalsQuery, PermissionsQuery, AuditQuery);
 #[derive(MergedObject, Default)]
 pub struct Mutation(ApprovalsMutation, PermissionsMutation, UsersMutation);
 
-pub type CountersignSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(EventsSubscription);
+
+pub type CountersignSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its runtime data: the database handle, the event bus, and fresh
 /// DataLoaders for every operation.
@@ -60,13 +64,17 @@ pub fn sdl() -> String {
     )
 }
 
-fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-        .limit_directives(MAX_DIRECTIVES)
-        .extension(ErrorCodes)
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+    .limit_directives(MAX_DIRECTIVES)
+    .extension(ErrorCodes)
 }
 
 /// Makes sure every error leaving the schema, including async-graphql's own parse and

@@ -19,4 +19,5 @@ mod lifecycle;
 mod permissions;
 mod queries;
 mod schema;
+mod subscriptions;
 mod websocket;

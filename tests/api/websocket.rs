@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, protocol: &str) -> Socket {
+pub async fn connect(app: &TestApp, protocol: &str) -> Socket {
     let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
     let mut request = url.into_client_request().expect("a WebSocket request");
     request.headers_mut().insert(
@@ -28,7 +28,7 @@ async fn connect(app: &TestApp, protocol: &str) -> Socket {
     socket
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub async fn send(socket: &mut Socket, message: Value) {
     socket
         .send(Message::Text(message.to_string().into()))
         .await
@@ -51,7 +51,7 @@ async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
 }
 
 /// Opens a graphql-transport-ws connection acknowledged for `token`.
-async fn connect_as(app: &TestApp, token: &str) -> Socket {
+pub async fn connect_as(app: &TestApp, token: &str) -> Socket {
     let mut socket = connect(app, "graphql-transport-ws").await;
     send(
         &mut socket,
@@ -72,7 +72,7 @@ const DISABLE: &str =
     "mutation($input: DisableUserInput!) { disableUser(input: $input) { user { subject } } }";
 
 /// The next JSON message, or `None` once the server closes the socket.
-async fn receive(socket: &mut Socket) -> Option<Value> {
+pub async fn receive(socket: &mut Socket) -> Option<Value> {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await

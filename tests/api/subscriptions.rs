@@ -1,0 +1,155 @@
+//! `requestEvents`: committed changes, live and resumable by cursor, only for those who
+//! may see them, on every replica.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
+use crate::lifecycle_helpers::*;
+use crate::websocket::{Socket, connect_as, send};
+
+const EVENTS: &str = "subscription($after: String, $filter: RequestEventFilter) {
+    requestEvents(after: $after, filter: $filter) {
+        cursor kind occurredAt actor { subject } request { id status version title } } }";
+
+async fn subscribe(app: &TestApp, token: &str, after: Option<&str>, filter: Value) -> Socket {
+    let mut socket = connect_as(app, token).await;
+    send(
+        &mut socket,
+        json!({
+            "id": "events", "type": "subscribe",
+            "payload": { "query": EVENTS, "variables": { "after": after, "filter": filter } },
+        }),
+    )
+    .await;
+    socket
+}
+
+/// The next event within `within`, or `None`.
+async fn next_event(socket: &mut Socket, within: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??;
+        match frame {
+            Ok(Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).expect("JSON");
+                match message["type"].as_str() {
+                    Some("next") => {
+                        assert!(message["payload"]["errors"].is_null(), "{message}");
+                        return Some(message["payload"]["data"]["requestEvents"].clone());
+                    }
+                    Some("ping") | Some("pong") => continue,
+                    _ => panic!("unexpected {message}"),
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+backend_tests! {
+    async fn a_committed_change_reaches_a_subscriber_who_may_see_it(backend) {
+        let app = spawn_app(backend).await;
+        // From the start of the (fresh) log: deterministic, whenever the subscription starts.
+        let mut bob = subscribe(&app, &app.token_for(Persona::Bob), Some("0"), json!(null)).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let event = next_event(&mut bob, SECOND).await.expect("SUBMITTED within a second");
+        assert_eq!(event["kind"], "SUBMITTED");
+        assert_eq!(event["request"]["id"], request["id"]);
+        assert_eq!(event["request"]["status"], "PENDING");
+        assert_eq!(event["actor"]["subject"], "alice");
+
+        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
+        let event = next_event(&mut bob, SECOND).await.expect("APPROVED within a second");
+        assert_eq!(event["kind"], "APPROVED");
+        assert_eq!(event["request"]["status"], "APPROVED");
+        assert_eq!(event["request"]["version"], 2);
+    }
+
+    async fn resuming_after_a_cursor_delivers_exactly_what_was_missed_in_order(backend) {
+        let app = spawn_app(backend).await;
+        let bob_token = app.token_for(Persona::Bob);
+        let mut bob = subscribe(&app, &bob_token, Some("0"), json!(null)).await;
+        let first = submit(&app, Persona::Alice, refund("250.00")).await;
+        let seen = next_event(&mut bob, SECOND).await.expect("the first event");
+        drop(bob);
+
+        let second = submit(&app, Persona::Alice, refund("260.00")).await;
+        let third = submit(&app, Persona::Alice, refund("270.00")).await;
+        approve_with(&app, &app.token_for(Persona::Carol), &first["id"]).await.expect_ok();
+
+        let cursor = seen["cursor"].as_str().expect("a cursor").to_owned();
+        let mut resumed = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let event = next_event(&mut resumed, SECOND).await.expect("a missed event");
+            got.push((event["kind"].as_str().unwrap().to_owned(), event["request"]["id"].clone()));
+        }
+        assert_eq!(got, [
+            ("SUBMITTED".to_owned(), second["id"].clone()),
+            ("SUBMITTED".to_owned(), third["id"].clone()),
+            ("APPROVED".to_owned(), first["id"].clone()),
+        ]);
+        assert_eq!(next_event(&mut resumed, Duration::from_millis(500)).await, None, "no duplicate");
+    }
+
+    async fn a_support_user_never_receives_other_peoples_refunds(backend) {
+        let app = spawn_app(backend).await;
+        let mut alice = subscribe(&app, &app.token_for(Persona::Alice), Some("0"), json!(null)).await;
+        let sam = token_as(&app, "sam", &["support"]);
+        let theirs = submit_with(&app, &sam, refund("250.00")).await;
+        theirs.expect_ok();
+        let mine = submit(&app, Persona::Alice, refund("99.00")).await;
+        let event = next_event(&mut alice, SECOND).await.expect("her own event");
+        assert_eq!(event["request"]["id"], mine["id"], "the first event she gets is her own");
+    }
+
+    async fn filters_narrow_the_events(backend) {
+        let app = spawn_app(backend).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let frank = app.token_for(Persona::Frank);
+        let mut approved_only = subscribe(&app, &frank, Some("0"), json!({ "status": "APPROVED" })).await;
+        let mut this_one = subscribe(&app, &frank, Some("0"), json!({ "requestId": request["id"] })).await;
+        submit(&app, Persona::Alice, access_grant()).await;
+        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
+        let event = next_event(&mut approved_only, SECOND).await.expect("the approval");
+        assert_eq!(event["kind"], "APPROVED");
+        let kinds: Vec<Value> = vec![
+            next_event(&mut this_one, SECOND).await.expect("submitted")["kind"].clone(),
+            next_event(&mut this_one, SECOND).await.expect("approved")["kind"].clone(),
+        ];
+        assert_eq!(kinds, [json!("SUBMITTED"), json!("APPROVED")]);
+    }
+}
+
+/// Replicas share one database only on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_within_a_second_on_postgres() {
+    if !crate::helpers::postgres_ready().await {
+        return;
+    }
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_replica(&a).await;
+    let request = submit(&b, Persona::Alice, refund("250.00")).await;
+    let mut on_a = subscribe(&a, &a.token_for(Persona::Frank), Some("0"), json!(null)).await;
+    assert_eq!(
+        next_event(&mut on_a, SECOND).await.expect("the submission")["kind"],
+        "SUBMITTED"
+    );
+    approve_with(&b, &b.token_for(Persona::Bob), &request["id"])
+        .await
+        .expect_ok();
+    let event = next_event(&mut on_a, SECOND)
+        .await
+        .expect("the approval, within a second");
+    assert_eq!(event["kind"], "APPROVED");
+}
