@@ -35,6 +35,9 @@ pub struct Config {
     pub demo: DemoMode,
     /// A local copy of GraphiQL's scripts, for networks without internet access.
     pub graphiql_assets: Option<PathBuf>,
+    /// Origins (scheme://host[:port]) whose pages may open WebSockets, besides the server's
+    /// own. `*` allows any, and is refused in production.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,7 @@ impl fmt::Debug for Config {
             .field("jwt", &self.jwt)
             .field("demo", &self.demo)
             .field("graphiql_assets", &self.graphiql_assets)
+            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }
@@ -269,6 +273,17 @@ impl Config {
         let jwks_refresh = duration("COUNTERSIGN_JWT_JWKS_REFRESH", DEFAULT_JWKS_REFRESH)?;
 
         let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
+        let allowed_origins: Vec<String> = var("COUNTERSIGN_ALLOWED_ORIGINS")
+            .map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if environment == Environment::Production && allowed_origins.iter().any(|o| o == "*") {
+            bail!("production refuses a wildcard in COUNTERSIGN_ALLOWED_ORIGINS");
+        }
 
         Ok(Self {
             database_url,
@@ -290,6 +305,7 @@ impl Config {
                 Environment::Development => demo,
             },
             graphiql_assets,
+            allowed_origins,
         })
     }
 
@@ -468,6 +484,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.demo, DemoMode::Off);
+    }
+
+    #[test]
+    fn production_refuses_wildcard_origins() {
+        let err = config_from(&[
+            ("COUNTERSIGN_ENV", "production"),
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+            ("COUNTERSIGN_JWT_ISSUER", "https://id.example.com"),
+            ("COUNTERSIGN_JWT_AUDIENCE", "countersign"),
+            (
+                "COUNTERSIGN_ALLOWED_ORIGINS",
+                "https://console.example.com, *",
+            ),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("wildcard"));
+        let dev = config_from(&[
+            ("COUNTERSIGN_JWT_SECRET", SECRET),
+            ("COUNTERSIGN_ALLOWED_ORIGINS", "https://a.example/ ,*"),
+        ])
+        .unwrap();
+        assert_eq!(
+            dev.allowed_origins,
+            vec!["https://a.example".to_string(), "*".to_string()]
+        );
     }
 
     #[test]

@@ -80,11 +80,22 @@ pub async fn graphiql(State(state): State<AppState>) -> Html<String> {
 /// revoked (on this replica or another).
 pub async fn graphql_ws(
     State(state): State<AppState>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&headers, &state.config.allowed_origins) {
+        // A page from another site must not ride a logged-in browser's socket.
+        return (
+            StatusCode::FORBIDDEN,
+            "this Origin may not open a WebSocket here",
+        )
+            .into_response();
+    }
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve_socket(state, protocol, socket))
 }
 
@@ -157,6 +168,32 @@ async fn serve_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSoc
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
     let _ = sink.close().await;
+}
+
+/// The largest WebSocket message accepted; larger ones close the connection.
+const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// No Origin (not a browser), the server's own origin, or one configured as allowed.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    let same_origin = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, origin_host)| origin_host.eq_ignore_ascii_case(host))
+        });
+    same_origin
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// graphql-ws close code for "Forbidden".

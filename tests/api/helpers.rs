@@ -186,6 +186,7 @@ pub fn test_config(database_url: &str) -> Config {
         jwt: test_jwt_config(),
         demo: DemoMode::OnEmptyDatabase,
         graphiql_assets: None,
+        allowed_origins: Vec::new(),
     }
 }
 

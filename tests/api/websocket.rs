@@ -246,3 +246,44 @@ backend_tests! {
         assert_eq!(signed_in.expect_ok()["__schema"]["queryType"]["name"], "Query");
     }
 }
+
+async fn upgrade_status(app: &TestApp, origin: Option<&str>) -> u16 {
+    let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("a WebSocket request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected {other}"),
+    }
+}
+
+backend_tests! {
+    async fn sockets_from_other_origins_are_refused_unless_allowed(backend) {
+        let app = crate::helpers::spawn_app_with(backend, |config| {
+            config.allowed_origins = vec!["https://console.example.com".into()];
+        })
+        .await;
+        let own = app.address.clone();
+        assert_eq!(upgrade_status(&app, None).await, 101, "no Origin: not a browser");
+        assert_eq!(upgrade_status(&app, Some(&own)).await, 101, "same origin");
+        assert_eq!(upgrade_status(&app, Some("https://console.example.com")).await, 101);
+        assert_eq!(upgrade_status(&app, Some("https://evil.example.net")).await, 403);
+    }
+
+    async fn an_oversized_frame_closes_the_socket(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Bob)).await;
+        let huge = json!({ "id": "1", "type": "subscribe", "payload": { "query": "x".repeat(70 * 1024) } });
+        let _ = socket.send(Message::Text(huge.to_string().into())).await;
+        assert!(close_code(&mut socket, Duration::from_secs(2)).await.is_some(), "closed");
+    }
+}
