@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, watch};
 
-use super::graphiql;
+use super::{graphiql, transport_ws};
 use crate::app::AppState;
 use crate::approvals::service::CommandContext;
 use crate::auth::{AuthError, Identity, Viewer, users};
@@ -92,10 +92,24 @@ pub async fn graphql_ws(
         )
             .into_response();
     }
+    let upgrade = upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES);
+    let offered = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if offered
+        .split(',')
+        .any(|p| p.trim() == transport_ws::PROTOCOL)
+    {
+        return upgrade
+            .protocols([transport_ws::PROTOCOL])
+            .on_upgrade(move |socket| transport_ws::serve(state, socket));
+    }
+    // The legacy graphql-ws (subscriptions-transport-ws) protocol.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve_socket(state, protocol, socket))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod graphiql;
 pub mod handlers;
+pub mod transport_ws;
 
 use std::sync::Arc;
 

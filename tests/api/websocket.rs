@@ -287,3 +287,81 @@ backend_tests! {
         assert!(close_code(&mut socket, Duration::from_secs(2)).await.is_some(), "closed");
     }
 }
+
+backend_tests! {
+    async fn an_invalid_token_closes_with_4403(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": "Bearer nope" } })).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4403));
+    }
+
+    async fn no_connection_init_within_ten_seconds_closes_with_4408(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(9)).await, None, "not before 10 s");
+        assert_eq!(close_code(&mut socket, Duration::from_secs(3)).await, Some(4408));
+    }
+
+    async fn a_second_connection_init_closes_with_4429(backend) {
+        let app = spawn_app(backend).await;
+        let token = app.token_for(Persona::Bob);
+        let mut socket = connect_as(&app, &token).await;
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4429));
+    }
+
+    async fn subscribing_before_the_ack_closes_with_4401(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ viewer { subject } }" } })).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4401));
+    }
+
+    async fn a_duplicate_subscription_id_closes_with_4409(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Frank)).await;
+        let subscribe = json!({ "id": "same", "type": "subscribe", "payload": { "query": "subscription { requestEvents { cursor } }" } });
+        send(&mut socket, subscribe.clone()).await;
+        send(&mut socket, subscribe).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4409));
+    }
+
+    async fn garbage_closes_with_4400_and_ping_gets_pong(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Bob)).await;
+        send(&mut socket, json!({ "type": "ping", "payload": { "n": 1 } })).await;
+        assert_eq!(receive(&mut socket).await.expect("a pong"), json!({ "type": "pong", "payload": { "n": 1 } }));
+        socket.send(Message::Text("not json".into())).await.expect("send");
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4400));
+    }
+
+    async fn at_most_twenty_operations_run_per_connection(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Frank)).await;
+        for i in 0..20 {
+            send(&mut socket, json!({ "id": format!("s{i}"), "type": "subscribe", "payload": { "query": "subscription { requestEvents { cursor } }" } })).await;
+        }
+        send(&mut socket, json!({ "id": "s20", "type": "subscribe", "payload": { "query": "subscription { requestEvents { cursor } }" } })).await;
+        let refused = receive(&mut socket).await.expect("an error for the 21st");
+        assert_eq!(refused["type"], "error");
+        assert_eq!(refused["id"], "s20");
+        assert_eq!(refused["payload"][0]["extensions"]["code"], "QUERY_REJECTED");
+        // Completing one frees a place.
+        send(&mut socket, json!({ "id": "s0", "type": "complete" })).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&mut socket, json!({ "id": "s21", "type": "subscribe", "payload": { "query": "{ viewer { subject } }" } })).await;
+        let next = receive(&mut socket).await.expect("a result");
+        assert_eq!(next["type"], "next", "{next}");
+        assert_eq!(next["id"], "s21");
+    }
+
+    async fn a_bad_operation_gets_an_error_message_with_a_code(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect_as(&app, &app.token_for(Persona::Frank)).await;
+        send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { noSuchField }" } })).await;
+        let error = receive(&mut socket).await.expect("an error");
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    }
+}

@@ -1,0 +1,283 @@
+//! The graphql-transport-ws protocol (the `graphql-ws` npm client's), written out here so
+//! every rule of the protocol and of ours is enforced with its close code:
+//!
+//! | code | when |
+//! |---|---|
+//! | 4400 | a message that is not valid JSON of a known type |
+//! | 4401 | `subscribe` before the connection was acknowledged |
+//! | 4403 | an invalid token in `connection_init`; later, the token expired or the user was disabled or their sessions revoked |
+//! | 4408 | no `connection_init` within 10 s |
+//! | 4409 | a second `subscribe` with an id still in use |
+//! | 4429 | a second `connection_init` |
+//!
+//! At most [`MAX_SUBSCRIPTIONS`] operations run at once per connection; the server pings
+//! every [`KEEP_ALIVE`] so idle proxies keep the connection.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_graphql::{Data, Request};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::approvals::service::CommandContext;
+use crate::auth::{AuthError, Identity, Viewer, users};
+use crate::events::bus::BusEvent;
+
+pub const PROTOCOL: &str = "graphql-transport-ws";
+/// Operations one connection may run at once.
+pub const MAX_SUBSCRIPTIONS: usize = 20;
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    ConnectionInit {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Ping {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Pong {},
+    Subscribe {
+        id: String,
+        payload: Box<Request>,
+    },
+    Complete {
+        id: String,
+    },
+}
+
+/// Why the server closes: a code from the table above and a short reason.
+struct Close(u16, String);
+
+pub async fn serve(state: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Value>(256);
+    let mut news = state.bus.subscribe();
+    let mut identity: Option<Identity> = None;
+    let mut init_seen = false;
+    let mut operations: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    keep_alive.tick().await;
+    let mut expiry: std::pin::Pin<Box<tokio::time::Sleep>> =
+        Box::pin(tokio::time::sleep(Duration::from_secs(u64::from(u32::MAX))));
+
+    let close = loop {
+        tokio::select! {
+            () = &mut init_deadline, if !init_seen => {
+                break Some(Close(4408, "Connection initialisation timeout".into()));
+            }
+            () = &mut expiry, if identity.is_some() => {
+                break Some(Close(4403, "the token has expired".into()));
+            }
+            _ = keep_alive.tick() => {
+                if send(&mut sink, json!({ "type": "ping" })).await.is_err() {
+                    break None;
+                }
+            }
+            Some(outgoing) = out_rx.recv() => {
+                if send(&mut sink, outgoing).await.is_err() {
+                    break None;
+                }
+            }
+            event = news.recv() => {
+                let subject = match &event {
+                    Ok(BusEvent::UserAccessChanged { subject }) => Some(subject.clone()),
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    _ => continue,
+                };
+                if let Some(Identity::Authenticated(viewer)) = &identity {
+                    if subject.is_none_or(|s| s == viewer.subject) {
+                        if let Some(reason) = refused(&state, viewer).await {
+                            break Some(Close(4403, reason.into()));
+                        }
+                    }
+                }
+            }
+            incoming = stream.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        break Some(Close(4400, "binary messages are not part of the protocol".into()));
+                    }
+                    // The client left, or sent more than the message limit allows.
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                };
+                let message = match serde_json::from_str::<ClientMessage>(&text) {
+                    Ok(message) => message,
+                    Err(_) => break Some(Close(4400, "Invalid message received".into())),
+                };
+                match message {
+                    ClientMessage::ConnectionInit { payload } => {
+                        if init_seen {
+                            break Some(Close(4429, "Too many initialisation requests".into()));
+                        }
+                        init_seen = true;
+                        match admit(&state, payload.as_ref()).await {
+                            Ok(admitted) => {
+                                if let Identity::Authenticated(viewer) = &admitted {
+                                    let left = (viewer.expires_at - chrono::Utc::now())
+                                        .to_std()
+                                        .unwrap_or_default();
+                                    expiry = Box::pin(tokio::time::sleep(left));
+                                }
+                                identity = Some(admitted);
+                                if send(&mut sink, json!({ "type": "connection_ack" })).await.is_err() {
+                                    break None;
+                                }
+                            }
+                            Err(reason) => break Some(Close(4403, reason.into())),
+                        }
+                    }
+                    ClientMessage::Ping { payload } => {
+                        let mut pong = json!({ "type": "pong" });
+                        if let Some(payload) = payload {
+                            pong["payload"] = payload;
+                        }
+                        if send(&mut sink, pong).await.is_err() {
+                            break None;
+                        }
+                    }
+                    ClientMessage::Pong {} => {}
+                    ClientMessage::Subscribe { id, payload } => {
+                        let Some(identity) = &identity else {
+                            break Some(Close(4401, "Unauthorized".into()));
+                        };
+                        operations.retain(|_, task| !task.is_finished());
+                        if operations.contains_key(&id) {
+                            break Some(Close(4409, format!("Subscriber for {id} already exists")));
+                        }
+                        if operations.len() >= MAX_SUBSCRIPTIONS {
+                            let error = json!({
+                                "id": id,
+                                "type": "error",
+                                "payload": [{
+                                    "message": format!("at most {MAX_SUBSCRIPTIONS} operations per connection"),
+                                    "extensions": { "code": "QUERY_REJECTED", "retryable": false },
+                                }],
+                            });
+                            if send(&mut sink, error).await.is_err() {
+                                break None;
+                            }
+                            continue;
+                        }
+                        let task = run_operation(&state, identity.clone(), id.clone(), *payload, out_tx.clone());
+                        operations.insert(id, task);
+                    }
+                    ClientMessage::Complete { id } => {
+                        if let Some(task) = operations.remove(&id) {
+                            task.abort();
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    for task in operations.values() {
+        task.abort();
+    }
+    if let Some(Close(code, reason)) = close {
+        tracing::info!(code, reason, "closing a WebSocket");
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    let _ = sink.close().await;
+}
+
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    message: Value,
+) -> Result<(), axum::Error> {
+    sink.send(Message::Text(message.to_string().into())).await
+}
+
+/// Authenticates the `connection_init` payload: `{"Authorization": "Bearer …"}`.
+async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, &'static str> {
+    let authorization = payload
+        .and_then(|p| p.get("Authorization").or_else(|| p.get("authorization")))
+        .and_then(Value::as_str);
+    let identity = state.verifier.authenticate(authorization).map_err(|err| {
+        tracing::info!(reason = %err, "refused a WebSocket token");
+        err.client_message()
+    })?;
+    match &identity {
+        Identity::Anonymous if state.config.is_production() => {
+            // POST hides introspection from anonymous callers in production; a socket
+            // cannot be limited per operation, so it needs a token there.
+            Err("a token is required")
+        }
+        Identity::Anonymous => Ok(identity),
+        Identity::Authenticated(viewer) => match refused(state, viewer).await {
+            Some(reason) => Err(reason),
+            None => Ok(identity),
+        },
+    }
+}
+
+/// Why the viewer may no longer hold the connection, if they may not.
+async fn refused(state: &AppState, viewer: &Viewer) -> Option<&'static str> {
+    match users::admit(&state.db, viewer).await {
+        Ok(Ok(())) => None,
+        Ok(Err(refusal)) => Some(AuthError::Refused(refusal).client_message()),
+        Err(err) => {
+            err.log_if_internal();
+            None
+        }
+    }
+}
+
+/// Runs one operation, forwarding its results as `next` (or `error` when it fails before
+/// producing data) and a final `complete`.
+fn run_operation(
+    state: &AppState,
+    identity: Identity,
+    id: String,
+    request: Request,
+    out: mpsc::Sender<Value>,
+) -> JoinHandle<()> {
+    let schema = state.schema.clone();
+    tokio::spawn(async move {
+        let mut data = Data::default();
+        data.insert(identity);
+        data.insert(CommandContext::default());
+        let mut request = request;
+        request.data = data;
+        let mut responses = schema.execute_stream(request);
+        let mut first = true;
+        while let Some(response) = responses.next().await {
+            let failed_early =
+                first && response.data == async_graphql::Value::Null && response.is_err();
+            first = false;
+            let message = if failed_early {
+                let errors: Vec<async_graphql::ServerError> = response
+                    .errors
+                    .into_iter()
+                    .map(crate::error::ensure_code)
+                    .collect();
+                json!({ "id": id, "type": "error", "payload": errors })
+            } else {
+                json!({ "id": id, "type": "next", "payload": response })
+            };
+            if out.send(message).await.is_err() || failed_early {
+                return;
+            }
+        }
+        let _ = out.send(json!({ "id": id, "type": "complete" })).await;
+    })
+}
