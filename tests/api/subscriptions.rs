@@ -153,3 +153,28 @@ async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_within_a_sec
         .expect("the approval, within a second");
     assert_eq!(event["kind"], "APPROVED");
 }
+
+backend_tests! {
+    async fn a_thousand_subscribers_on_one_node_all_receive_an_event(backend) {
+        let app = spawn_app(backend).await;
+        let token = app.token_for(Persona::Frank);
+        let mut sockets = Vec::with_capacity(1000);
+        for chunk in 0..10 {
+            let opened = futures_util::future::join_all((0..100).map(|_| subscribe(&app, &token, Some("0"), json!(null)))).await;
+            sockets.extend(opened);
+            assert_eq!(sockets.len(), (chunk + 1) * 100);
+        }
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let received = futures_util::future::join_all(sockets.iter_mut().map(|socket| {
+            let id = request["id"].clone();
+            async move {
+                next_event(socket, Duration::from_secs(60))
+                    .await
+                    .is_some_and(|event| event["request"]["id"] == id)
+            }
+        }))
+        .await;
+        let count = received.iter().filter(|got| **got).count();
+        assert_eq!(count, 1000, "every subscriber received the event");
+    }
+}
