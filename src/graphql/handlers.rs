@@ -3,22 +3,17 @@
 //! Authentication happens here, before execution: a present but invalid token is answered
 //! with HTTP 401 and UNAUTHENTICATED and never reaches a resolver.
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{broadcast, watch};
 
-use super::{graphiql, transport_ws};
+use super::graphiql;
+use super::transport_ws::{self, Dialect};
 use crate::app::AppState;
 use crate::approvals::service::CommandContext;
-use crate::auth::{AuthError, Identity, Viewer, users};
+use crate::auth::{AuthError, Identity, users};
 use crate::error::AppError;
-use crate::events::bus::BusEvent;
 
 /// `POST /graphql`.
 pub async fn graphql_post(
@@ -77,11 +72,10 @@ pub async fn graphiql(State(state): State<AppState>) -> Html<String> {
 ///
 /// The connection lives only as long as the viewer's right to it: it closes with 4403 when
 /// the token expires, and as soon as the bus says the user was disabled or their sessions
-/// revoked (on this replica or another).
+/// revoked (on this replica or another). See `transport_ws` for the protocol.
 pub async fn graphql_ws(
     State(state): State<AppState>,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(&headers, &state.config.allowed_origins) {
@@ -92,96 +86,22 @@ pub async fn graphql_ws(
         )
             .into_response();
     }
-    let upgrade = upgrade
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES);
     let offered = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    if offered
-        .split(',')
-        .any(|p| p.trim() == transport_ws::PROTOCOL)
-    {
-        return upgrade
-            .protocols([transport_ws::PROTOCOL])
-            .on_upgrade(move |socket| transport_ws::serve(state, socket));
-    }
-    // The legacy graphql-ws (subscriptions-transport-ws) protocol.
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(state, protocol, socket))
-}
-
-async fn serve_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
-    let (mut sink, stream) = socket.split();
-    // async-graphql writes into this channel; we forward to the socket, which leaves us
-    // free to send our own close frame.
-    let (out_tx, mut out_rx) = futures_channel::mpsc::channel::<Message>(64);
-    let (viewer_tx, viewer_rx) = watch::channel::<Option<Viewer>>(None);
-    // Subscribed before the handshake, so no change in between is missed.
-    let events = state.bus.subscribe();
-
-    let verifier = state.verifier.clone();
-    let db = state.db.clone();
-    let production = state.config.is_production();
-    let graphql = GraphQLWebSocket::new_with_pair(out_tx, stream, state.schema.clone(), protocol)
-        .on_connection_init(move |payload| async move {
-            let authorization = payload
-                .get("Authorization")
-                .or_else(|| payload.get("authorization"))
-                .and_then(|value| value.as_str());
-            let identity = verifier
-                .authenticate(authorization)
-                .map_err(|err| refuse(&err))?;
-            if production && identity == Identity::Anonymous {
-                // POST disables introspection for anonymous callers in production; a socket
-                // cannot be limited per operation, so it needs a token there.
-                return Err(async_graphql::Error::new("a token is required")
-                    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED")));
-            }
-            if let Identity::Authenticated(viewer) = &identity {
-                match users::admit(&db, viewer).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(refusal)) => return Err(refuse(&AuthError::Refused(refusal))),
-                    Err(err) => return Err(err.to_graphql_error()),
-                }
-                let _ = viewer_tx.send(Some(viewer.clone()));
-            }
-            let mut data = Data::default();
-            data.insert(identity);
-            Ok(data)
-        })
-        .serve();
-    tokio::pin!(graphql);
-    let watch = standing_lost(viewer_rx, events, state.db.clone());
-    tokio::pin!(watch);
-
-    let close = loop {
-        tokio::select! {
-            () = &mut graphql => break None,
-            Some(message) = out_rx.next() => {
-                if sink.send(message).await.is_err() {
-                    break None;
-                }
-            }
-            reason = &mut watch => break Some(reason),
-        }
+    let Some(dialect) = Dialect::negotiate(offered) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "offer the graphql-transport-ws (or graphql-ws) subprotocol",
+        )
+            .into_response();
     };
-    while let Ok(message) = out_rx.try_recv() {
-        if sink.send(message).await.is_err() {
-            return;
-        }
-    }
-    if let Some(reason) = close {
-        tracing::info!(reason, "closing a WebSocket: the viewer lost access");
-        let frame = CloseFrame {
-            code: CLOSE_FORBIDDEN,
-            reason: reason.into(),
-        };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
-    let _ = sink.close().await;
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .protocols([dialect.protocol()])
+        .on_upgrade(move |socket| transport_ws::serve(state, dialect, socket))
 }
 
 /// The largest WebSocket message accepted; larger ones close the connection.
@@ -208,56 +128,6 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         || allowed
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-}
-
-/// graphql-ws close code for "Forbidden".
-const CLOSE_FORBIDDEN: u16 = 4403;
-
-fn refuse(err: &AuthError) -> async_graphql::Error {
-    tracing::info!(reason = %err, "refused a WebSocket token");
-    async_graphql::Error::new(err.client_message())
-        .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
-}
-
-/// Resolves with a reason once the connection's viewer may no longer hold it open: their
-/// token expired, or the bus reported a change to their account that refuses them now.
-/// Never resolves for an anonymous connection.
-async fn standing_lost(
-    mut viewer: watch::Receiver<Option<Viewer>>,
-    mut events: broadcast::Receiver<BusEvent>,
-    db: sea_orm::DatabaseConnection,
-) -> &'static str {
-    let viewer = match viewer.wait_for(Option::is_some).await {
-        Ok(viewer) => viewer.clone(),
-        Err(_) => None,
-    };
-    let Some(viewer) = viewer else {
-        return std::future::pending().await;
-    };
-    let left = (viewer.expires_at - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
-    let expiry = tokio::time::sleep(left);
-    tokio::pin!(expiry);
-    loop {
-        tokio::select! {
-            () = &mut expiry => return "the token has expired",
-            event = events.recv() => match event {
-                Ok(BusEvent::UserAccessChanged { subject }) if subject == viewer.subject => {}
-                Ok(_) => continue,
-                // Missed some events: re-check, in case one was ours.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
-            },
-        }
-        match users::admit(&db, &viewer).await {
-            Ok(Err(refusal)) => return AuthError::Refused(refusal).client_message(),
-            Ok(Ok(())) => {}
-            Err(err) => {
-                err.log_if_internal();
-            }
-        }
-    }
 }
 
 fn error_code(error: &async_graphql::ServerError) -> Option<&str> {

@@ -1,5 +1,7 @@
-//! The graphql-transport-ws protocol (the `graphql-ws` npm client's), written out here so
-//! every rule of the protocol and of ours is enforced with its close code:
+//! The WebSocket protocols, written out here so every rule of the protocol and of ours is
+//! enforced the same way for both: graphql-transport-ws (the `graphql-ws` npm client's)
+//! and the legacy graphql-ws (subscriptions-transport-ws), which differ only in the names
+//! of their messages ([`Dialect`]). Close codes:
 //!
 //! | code | when |
 //! |---|---|
@@ -29,37 +31,62 @@ use crate::approvals::service::CommandContext;
 use crate::auth::{AuthError, Identity, Viewer, users};
 use crate::events::bus::BusEvent;
 
-pub const PROTOCOL: &str = "graphql-transport-ws";
+/// Which of the two protocols a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `graphql-transport-ws`: subscribe / next / complete, ping / pong.
+    TransportWs,
+    /// `graphql-ws` (subscriptions-transport-ws): start / data / stop, server `ka`.
+    Legacy,
+}
+
+impl Dialect {
+    /// The dialect for a `Sec-WebSocket-Protocol` offer, preferring the current one.
+    pub fn negotiate(offered: &str) -> Option<Self> {
+        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        if offered.contains(&"graphql-transport-ws") {
+            Some(Self::TransportWs)
+        } else if offered.contains(&"graphql-ws") {
+            Some(Self::Legacy)
+        } else {
+            None
+        }
+    }
+
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Self::TransportWs => "graphql-transport-ws",
+            Self::Legacy => "graphql-ws",
+        }
+    }
+
+    fn result(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::Legacy => "data",
+        }
+    }
+}
 /// Operations one connection may run at once.
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// A client message as received: its meaning depends on the dialect.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    ConnectionInit {
-        #[serde(default)]
-        payload: Option<Value>,
-    },
-    Ping {
-        #[serde(default)]
-        payload: Option<Value>,
-    },
-    Pong {},
-    Subscribe {
-        id: String,
-        payload: Box<Request>,
-    },
-    Complete {
-        id: String,
-    },
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    payload: Option<Value>,
 }
 
 /// Why the server closes: a code from the table above and a short reason.
 struct Close(u16, String);
 
-pub async fn serve(state: AppState, socket: WebSocket) {
+pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(256);
     let mut news = state.bus.subscribe();
@@ -82,7 +109,11 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                 break Some(Close(4403, "the token has expired".into()));
             }
             _ = keep_alive.tick() => {
-                if send(&mut sink, json!({ "type": "ping" })).await.is_err() {
+                let ping = match dialect {
+                    Dialect::TransportWs => json!({ "type": "ping" }),
+                    Dialect::Legacy => json!({ "type": "ka" }),
+                };
+                if send(&mut sink, ping).await.is_err() {
                     break None;
                 }
             }
@@ -119,8 +150,9 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                     Ok(message) => message,
                     Err(_) => break Some(Close(4400, "Invalid message received".into())),
                 };
-                match message {
-                    ClientMessage::ConnectionInit { payload } => {
+                let ClientMessage { kind, id, payload } = message;
+                match (dialect, kind.as_str()) {
+                    (_, "connection_init") => {
                         if init_seen {
                             break Some(Close(4429, "Too many initialisation requests".into()));
                         }
@@ -138,10 +170,16 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                                     break None;
                                 }
                             }
-                            Err(reason) => break Some(Close(4403, reason.into())),
+                            Err(reason) => {
+                                if dialect == Dialect::Legacy {
+                                    let error = json!({ "type": "connection_error", "payload": { "message": reason } });
+                                    let _ = send(&mut sink, error).await;
+                                }
+                                break Some(Close(4403, reason.into()));
+                            }
                         }
                     }
-                    ClientMessage::Ping { payload } => {
+                    (Dialect::TransportWs, "ping") => {
                         let mut pong = json!({ "type": "pong" });
                         if let Some(payload) = payload {
                             pong["payload"] = payload;
@@ -150,10 +188,16 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                             break None;
                         }
                     }
-                    ClientMessage::Pong {} => {}
-                    ClientMessage::Subscribe { id, payload } => {
+                    (Dialect::TransportWs, "pong") => {}
+                    (Dialect::TransportWs, "subscribe") | (Dialect::Legacy, "start") => {
                         let Some(identity) = &identity else {
                             break Some(Close(4401, "Unauthorized".into()));
+                        };
+                        let (Some(id), Some(payload)) = (id, payload) else {
+                            break Some(Close(4400, "Invalid message received".into()));
+                        };
+                        let Ok(request) = serde_json::from_value::<Request>(payload) else {
+                            break Some(Close(4400, "Invalid message received".into()));
                         };
                         operations.retain(|_, task| !task.is_finished());
                         if operations.contains_key(&id) {
@@ -173,14 +217,16 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                             }
                             continue;
                         }
-                        let task = run_operation(&state, identity.clone(), id.clone(), *payload, out_tx.clone());
+                        let task = run_operation(&state, dialect, identity.clone(), id.clone(), request, out_tx.clone());
                         operations.insert(id, task);
                     }
-                    ClientMessage::Complete { id } => {
-                        if let Some(task) = operations.remove(&id) {
+                    (Dialect::TransportWs, "complete") | (Dialect::Legacy, "stop") => {
+                        if let Some(task) = id.and_then(|id| operations.remove(&id)) {
                             task.abort();
                         }
                     }
+                    (Dialect::Legacy, "connection_terminate") => break None,
+                    _ => break Some(Close(4400, "Invalid message received".into())),
                 }
             }
         }
@@ -246,6 +292,7 @@ async fn refused(state: &AppState, viewer: &Viewer) -> Option<&'static str> {
 /// producing data) and a final `complete`.
 fn run_operation(
     state: &AppState,
+    dialect: Dialect,
     identity: Identity,
     id: String,
     request: Request,
@@ -272,7 +319,7 @@ fn run_operation(
                     .collect();
                 json!({ "id": id, "type": "error", "payload": errors })
             } else {
-                json!({ "id": id, "type": "next", "payload": response })
+                json!({ "id": id, "type": dialect.result(), "payload": response })
             };
             if out.send(message).await.is_err() || failed_early {
                 return;

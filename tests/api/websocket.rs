@@ -365,3 +365,48 @@ backend_tests! {
         assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
     }
 }
+
+backend_tests! {
+    async fn the_legacy_protocol_runs_operations_under_the_same_rules(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-ws").await;
+        let token = app.token_for(Persona::Frank);
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+        assert_eq!(receive(&mut socket).await.expect("an ack")["type"], "connection_ack");
+
+        send(&mut socket, json!({ "id": "q", "type": "start", "payload": { "query": "{ viewer { subject } }" } })).await;
+        let data = receive(&mut socket).await.expect("data");
+        assert_eq!(data["type"], "data");
+        assert_eq!(data["payload"]["data"]["viewer"]["subject"], "frank");
+        assert_eq!(receive(&mut socket).await.expect("complete")["type"], "complete");
+
+        for i in 0..20 {
+            send(&mut socket, json!({ "id": format!("s{i}"), "type": "start", "payload": { "query": "subscription { requestEvents { cursor } }" } })).await;
+        }
+        send(&mut socket, json!({ "id": "s20", "type": "start", "payload": { "query": "subscription { requestEvents { cursor } }" } })).await;
+        let refused = receive(&mut socket).await.expect("an error for the 21st");
+        assert_eq!(refused["type"], "error");
+        send(&mut socket, json!({ "id": "s1", "type": "start", "payload": { "query": "subscription { requestEvents { cursor } }" } })).await;
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4409));
+    }
+
+    async fn the_legacy_protocol_refuses_a_bad_token_with_a_connection_error(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-ws").await;
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": "Bearer nope" } })).await;
+        assert_eq!(receive(&mut socket).await.expect("a connection_error")["type"], "connection_error");
+        assert_eq!(close_code(&mut socket, Duration::from_secs(2)).await, Some(4403));
+    }
+
+    async fn the_legacy_protocol_closes_a_disabled_users_socket(backend) {
+        let app = spawn_app(backend).await;
+        let mut socket = connect(&app, "graphql-ws").await;
+        let token = app.token_for(Persona::Bob);
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+        assert_eq!(receive(&mut socket).await.expect("an ack")["type"], "connection_ack");
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "bob", "reason": "incident" } }))
+            .await
+            .expect_ok();
+        assert_eq!(close_code(&mut socket, Duration::from_secs(1)).await, Some(4403));
+    }
+}
