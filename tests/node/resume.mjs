@@ -6,12 +6,12 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const binary = process.argv[2];
+const binary = resolve(process.argv[2]);
 const work = mkdtempSync(join(tmpdir(), "countersign-node-"));
 const server = spawn(binary, ["serve"], {
   cwd: work,
