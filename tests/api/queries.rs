@@ -142,13 +142,19 @@ backend_tests! {
         // The first call records grace as a known user; measure after it.
         app.graphql(Some(&grace), query, json!({ "first": 1 })).await.expect_ok();
 
+        // The counter also sees the server's own background checks (about one a second),
+        // which only ever add: the least of a few runs is the page's own cost.
         let mut costs = Vec::new();
         for first in [10, 50] {
-            let before = statements(&app).await;
-            let page = app.graphql(Some(&grace), query, json!({ "first": first })).await;
-            let edges = page.expect_ok()["requests"]["edges"].as_array().unwrap().len();
-            assert_eq!(edges, first);
-            costs.push(statements(&app).await - before);
+            let mut least = u64::MAX;
+            for _ in 0..5 {
+                let before = statements(&app).await;
+                let page = app.graphql(Some(&grace), query, json!({ "first": first })).await;
+                let edges = page.expect_ok()["requests"]["edges"].as_array().unwrap().len();
+                assert_eq!(edges, first);
+                least = least.min(statements(&app).await - before);
+            }
+            costs.push(least);
         }
         assert_eq!(costs[0], costs[1], "statements for 10 rows vs 50 rows: {costs:?}");
         assert!(costs[1] <= 10, "a page is a handful of statements, not one per row: {costs:?}");
