@@ -25,11 +25,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtVerifier;
 use crate::config::Config;
-use crate::db;
 use crate::demo::{self, Seeded};
 use crate::events::bus::EventBus;
 use crate::graphql::{self, CountersignSchema, graphiql, handlers};
 use crate::telemetry::Metrics;
+use crate::{db, jobs};
 
 /// The largest request body accepted: a 64 KiB payload plus the rest of an operation.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,6 +51,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     bus: Arc<EventBus>,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
     db: DatabaseConnection,
     local_addr: SocketAddr,
     seeded: Seeded,
@@ -83,6 +84,7 @@ impl App {
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
 
+        let config_expiry_sweep = config.expiry_sweep;
         let bus = EventBus::new(db.clone());
         bus.start(&config.database_url).await;
         let state = AppState {
@@ -93,9 +95,15 @@ impl App {
             metrics,
             db: db.clone(),
         };
+        let jobs = vec![jobs::start_expiry(
+            db.clone(),
+            bus.clone(),
+            config_expiry_sweep,
+        )];
         Ok(Self {
             listener,
             router: router(state),
+            jobs,
             bus,
             db,
             local_addr,
@@ -135,6 +143,9 @@ impl App {
                     Err(_) => tracing::warn!("connections still open after the grace period; closing them"),
                 }
             }
+        }
+        for job in &self.jobs {
+            job.abort();
         }
         self.bus.stop();
         self.db.close().await.context("closing the database pool")?;

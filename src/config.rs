@@ -38,6 +38,8 @@ pub struct Config {
     /// Origins (scheme://host[:port]) whose pages may open WebSockets, besides the server's
     /// own. `*` allows any, and is refused in production.
     pub allowed_origins: Vec<String>,
+    /// How often each replica looks for pending requests past their expiry.
+    pub expiry_sweep: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +84,7 @@ pub struct JwtConfig {
 
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(30);
+pub const DEFAULT_EXPIRY_SWEEP: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
@@ -121,6 +124,7 @@ impl fmt::Debug for Config {
             .field("demo", &self.demo)
             .field("graphiql_assets", &self.graphiql_assets)
             .field("allowed_origins", &self.allowed_origins)
+            .field("expiry_sweep", &self.expiry_sweep)
             .finish()
     }
 }
@@ -271,6 +275,10 @@ impl Config {
         };
         let max_lifetime = duration("COUNTERSIGN_JWT_MAX_LIFETIME", DEFAULT_MAX_TOKEN_LIFETIME)?;
         let jwks_refresh = duration("COUNTERSIGN_JWT_JWKS_REFRESH", DEFAULT_JWKS_REFRESH)?;
+        let expiry_sweep = duration("COUNTERSIGN_EXPIRY_SWEEP", DEFAULT_EXPIRY_SWEEP)?;
+        if expiry_sweep.is_zero() {
+            bail!("COUNTERSIGN_EXPIRY_SWEEP must be longer than zero");
+        }
 
         let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
         let allowed_origins: Vec<String> = var("COUNTERSIGN_ALLOWED_ORIGINS")
@@ -306,6 +314,7 @@ impl Config {
             },
             graphiql_assets,
             allowed_origins,
+            expiry_sweep,
         })
     }
 

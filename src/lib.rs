@@ -14,6 +14,7 @@
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`events`]: the transactional outbox, the event bus (in-process and LISTEN/NOTIFY)
 //!   and the `requestEvents` subscription read from the audit log.
+//! - [`jobs`]: background work every replica runs (the expiry sweeper).
 //! - [`idempotency`]: exactly-once commands with per-actor idempotency keys.
 //! - [`demo`]: the demo policies, permissions and personas of DESIGN §8.
 //! - [`error`]: the one `AppError` the API speaks, mapped to `extensions.code`.
@@ -30,5 +31,6 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod idempotency;
+pub mod jobs;
 pub mod permissions;
 pub mod telemetry;

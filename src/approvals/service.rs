@@ -842,6 +842,79 @@ pub async fn cancel(
     .await
 }
 
+/// The actor recorded for what the system does on its own (expiry).
+fn system_actor() -> Viewer {
+    Viewer {
+        subject: "system".into(),
+        name: None,
+        email: None,
+        roles: Vec::new(),
+        issued_at: None,
+        expires_at: DateTime::<Utc>::MAX_UTC,
+    }
+}
+
+/// Expires one pending request whose `expires_at` has passed. `None` when there was nothing
+/// to do: it was decided meanwhile, or another replica expired it first (the guarded update
+/// lets exactly one win).
+pub async fn expire(db: &DatabaseConnection, id: Uuid) -> Result<Option<Outcome>, AppError> {
+    let system = system_actor();
+    let context = CommandContext::default();
+    let result = crate::write_transaction!(db, |txn| {
+        let Some(current) = request::Entity::find_by_id(id).one(txn).await? else {
+            return Ok(None);
+        };
+        if parse_status(&current.status)? != Status::Pending || current.expires_at > Utc::now() {
+            return Ok(None);
+        }
+        let updated =
+            guarded_update(txn, &current, Status::Expired, current.current_stage, now()).await?;
+        let summary = format!(
+            "system expired {} {:?}: its deadline {} passed while it was pending",
+            current.policy_key,
+            current.title,
+            current
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        record_transition(
+            txn,
+            &system,
+            &context,
+            None,
+            &updated,
+            Some(&current),
+            "request.expired",
+            "EXPIRED",
+            None,
+            summary,
+        )
+        .await?;
+        Ok(Some(Outcome {
+            request: updated,
+            replayed: false,
+        }))
+    });
+    match result {
+        Err(AppError::Conflict(_)) => Ok(None),
+        other => other,
+    }
+}
+
+/// Ids of pending requests past their expiry, oldest deadline first.
+pub async fn due_for_expiry(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, AppError> {
+    Ok(request::Entity::find()
+        .select_only()
+        .column(request::Column::Id)
+        .filter(request::Column::Status.eq(Status::Pending.as_str()))
+        .filter(request::Column::ExpiresAt.lte(Utc::now()))
+        .order_by_asc(request::Column::ExpiresAt)
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?)
+}
+
 fn expected_version(input: &DecideInput) -> Option<i32> {
     input.expected_version
 }

@@ -187,6 +187,7 @@ pub fn test_config(database_url: &str) -> Config {
         demo: DemoMode::OnEmptyDatabase,
         graphiql_assets: None,
         allowed_origins: Vec::new(),
+        expiry_sweep: std::time::Duration::from_millis(200),
     }
 }
 

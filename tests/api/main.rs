@@ -12,6 +12,7 @@ mod lifecycle_helpers;
 mod auth;
 mod cli;
 mod exactly_once;
+mod expiry;
 mod graphiql;
 mod health;
 mod jwt;

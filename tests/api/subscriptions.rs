@@ -178,3 +178,24 @@ backend_tests! {
         assert_eq!(count, 1000, "every subscriber received the event");
     }
 }
+
+backend_tests! {
+    async fn an_expiry_reaches_subscribers(backend) {
+        let app = spawn_app(backend).await;
+        let mut frank = subscribe(&app, &app.token_for(Persona::Frank), Some("0"), json!(null)).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        assert_eq!(next_event(&mut frank, SECOND).await.expect("submitted")["kind"], "SUBMITTED");
+        let db = sea_orm::Database::connect(app.database_url.clone()).await.expect("a direct connection");
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        entity::request::Entity::update_many()
+            .col_expr(entity::request::Column::ExpiresAt, (chrono::Utc::now() - chrono::Duration::hours(1)).into())
+            .filter(entity::request::Column::Id.eq(uuid::Uuid::parse_str(request["id"].as_str().unwrap()).unwrap()))
+            .exec(&db)
+            .await
+            .expect("moving the deadline");
+        let event = next_event(&mut frank, Duration::from_secs(3)).await.expect("the expiry");
+        assert_eq!(event["kind"], "EXPIRED");
+        assert_eq!(event["actor"]["subject"], "system");
+        assert_eq!(event["request"]["status"], "EXPIRED");
+    }
+}
