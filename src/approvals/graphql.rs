@@ -16,12 +16,11 @@ use serde_json::Value;
 use super::loader::{Loaders, loader_error, prefetch};
 use super::model::{Status, Verdict, stored_decimal};
 use super::service::{
-    self, CommandContext, DecideInput, Order, Outcome, Page, PolicyVersion, RequestFilter,
-    stage_roles, stage_rule,
+    self, DecideInput, Order, Outcome, Page, PolicyVersion, RequestFilter, stage_roles, stage_rule,
 };
 use crate::audit::graphql::AuditEventNode;
 use crate::auth::Viewer;
-use crate::auth::graphql::require_viewer;
+use crate::auth::graphql::{command_context, require_viewer};
 use crate::error::AppError;
 use crate::events::bus::EventBus;
 
@@ -52,12 +51,6 @@ fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {
 fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     // Inserted into every operation by `graphql::PerOperationLoaders`.
     ctx.data_unchecked::<Loaders>()
-}
-
-fn command_context(ctx: &Context<'_>) -> CommandContext {
-    ctx.data_opt::<CommandContext>()
-        .cloned()
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -85,6 +85,13 @@ pub fn require_viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {
         ))
 }
 
+/// Where this operation came from (the HTTP request id), for the audit log.
+pub fn command_context(ctx: &Context<'_>) -> CommandContext {
+    ctx.data_opt::<CommandContext>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A user's account as an admin sees it.
 #[derive(SimpleObject)]
 pub struct UserAccount {
@@ -168,9 +175,7 @@ async fn change(
     let row = change_user(
         ctx.data_unchecked::<DatabaseConnection>(),
         viewer,
-        &ctx.data_opt::<CommandContext>()
-            .cloned()
-            .unwrap_or_default(),
+        &command_context(ctx),
         change,
         subject,
         reason,

@@ -7,8 +7,7 @@ use sea_orm::DatabaseConnection;
 
 use super::Action;
 use super::service::{GrantChange, authorize, change_grant, role_grants};
-use crate::approvals::service::CommandContext;
-use crate::auth::graphql::require_viewer;
+use crate::auth::graphql::{command_context, require_viewer};
 use crate::error::AppError;
 
 /// One grant of an action to a role.
@@ -105,9 +104,7 @@ async fn change(
     let rows = change_grant(
         ctx.data_unchecked::<DatabaseConnection>(),
         viewer,
-        &ctx.data_opt::<CommandContext>()
-            .cloned()
-            .unwrap_or_default(),
+        &command_context(ctx),
         change,
         role,
         action,
