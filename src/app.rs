@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::demo::{self, Seeded};
 use crate::events::bus::EventBus;
 use crate::graphql::{self, CountersignSchema, graphiql, handlers};
+use crate::kernel::Clock;
 use crate::telemetry::Metrics;
 use crate::{db, jobs};
 
@@ -45,6 +46,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub bus: Arc<EventBus>,
+    pub clock: Clock,
 }
 
 pub struct App {
@@ -59,6 +61,11 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// [`App::build`] with a given clock: tests share one between replicas and move it.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let mut db = db::connect(&config.database_url).await?;
         let metrics = Arc::new(Metrics::new());
         let statements = metrics.db_statements.clone();
@@ -67,7 +74,7 @@ impl App {
             tracing::trace!(target: "countersign::sql", sql = %info.statement.sql, failed = info.failed);
         });
         db::migrate_up(&db).await?;
-        let seeded = demo::seed(&db, config.demo, config.environment).await?;
+        let seeded = demo::seed(&db, &clock, config.demo, config.environment).await?;
         if let Some(dir) = &config.graphiql_assets {
             let missing: Vec<_> = graphiql::ASSET_FILES
                 .iter()
@@ -85,21 +92,27 @@ impl App {
         let local_addr = listener.local_addr().context("reading the bound address")?;
 
         let config_expiry_sweep = config.expiry_sweep;
+        let background_jobs = config.background_jobs;
         let bus = EventBus::new(db.clone());
-        bus.start(&config.database_url).await;
+        bus.start(&config.database_url, background_jobs).await;
         let state = AppState {
-            schema: graphql::build_schema(db.clone(), bus.clone()),
+            schema: graphql::build_schema(db.clone(), bus.clone(), clock.clone()),
+            clock: clock.clone(),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),
             config: Arc::new(config),
             metrics,
             db: db.clone(),
         };
-        let jobs = vec![jobs::start_expiry(
-            db.clone(),
-            bus.clone(),
-            config_expiry_sweep,
-        )];
+        let mut jobs = Vec::new();
+        if background_jobs {
+            jobs.push(jobs::start_expiry(
+                db.clone(),
+                bus.clone(),
+                clock,
+                config_expiry_sweep,
+            ));
+        }
         Ok(Self {
             listener,
             router: router(state),

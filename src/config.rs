@@ -1,4 +1,4 @@
-//! Typed configuration, read once at start-up from the environment (DESIGN §8).
+//! Typed configuration, read once at start-up from the environment (the README lists it).
 //!
 //! Everything the server needs to know about its surroundings is decided here, so the
 //! rest of the code never reads the environment. Secrets live in [`Secret`], whose
@@ -40,6 +40,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How often each replica looks for pending requests past their expiry.
     pub expiry_sweep: Duration,
+    /// Whether the background work runs: the expiry sweeper and the event bus's periodic
+    /// checks. Always on from the environment; tests switch it off to count statements
+    /// or to see a request past its deadline before any sweep.
+    pub background_jobs: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +129,7 @@ impl fmt::Debug for Config {
             .field("graphiql_assets", &self.graphiql_assets)
             .field("allowed_origins", &self.allowed_origins)
             .field("expiry_sweep", &self.expiry_sweep)
+            .field("background_jobs", &self.background_jobs)
             .finish()
     }
 }
@@ -315,6 +320,7 @@ impl Config {
             graphiql_assets,
             allowed_origins,
             expiry_sweep,
+            background_jobs: true,
         })
     }
 

@@ -1,4 +1,4 @@
-//! The one error type the API speaks (DESIGN §4).
+//! The one error type the API speaks.
 //!
 //! Each variant documents what the client sees: its `extensions.code` and whether a retry
 //! can help (`extensions.retryable`). Domain modules keep their own error enums and convert
@@ -10,6 +10,10 @@
 //! win over ours and drop `extensions.code`.
 
 use async_graphql::ErrorExtensions;
+
+/// What resolvers and services return. Resolvers use it too, so an error raised with `?`
+/// in a resolver (a database error, say) is an [`AppError`]: coded, logged and masked.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
 #[derive(Debug)]
 pub enum AppError {

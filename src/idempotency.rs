@@ -1,11 +1,11 @@
-//! Exactly-once commands (DESIGN §6): Stripe-style idempotency keys, scoped per actor.
+//! Exactly-once commands: Stripe-style idempotency keys, scoped per actor.
 //!
 //! The key row is inserted at the start of the command's transaction and completed at its
 //! end, so it commits exactly when the effect does: a crash between commit and response is
 //! safe to retry. A concurrent duplicate blocks on the key's unique index (PostgreSQL) or
 //! on the write lock (SQLite) until the first commits, then replays its outcome.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_key;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, SqlErr,
@@ -69,11 +69,14 @@ pub enum Claim {
 }
 
 /// Claims `key` inside the command's transaction.
-pub async fn claim(txn: &DatabaseTransaction, key: &CommandKey) -> Result<Claim, AppError> {
+pub async fn claim(
+    txn: &DatabaseTransaction,
+    key: &CommandKey,
+    now: DateTime<Utc>,
+) -> Result<Claim, AppError> {
     let existing = idempotency_key::Entity::find_by_id((key.actor.clone(), key.key.clone()))
         .one(txn)
         .await?;
-    let now = Utc::now();
     if let Some(row) = existing {
         if row.expires_at > now {
             if row.operation != key.operation || row.request_hash != key.request_hash {

@@ -5,25 +5,36 @@
 //! - [`config`]: typed configuration from the environment; secrets are never logged.
 //! - [`telemetry`]: tracing set-up and the Prometheus metrics on `/metrics`.
 //! - [`app`]: binds the listener, assembles the router, serves until shutdown.
-//! - [`db`]: connecting (SQLite tuned for concurrent writers) and migrating.
+//! - [`db`]: connecting (SQLite tuned for concurrent writers), migrating, write
+//!   transactions.
 //! - [`graphql`]: schema assembly, limits, the HTTP handlers, the WebSocket protocols,
 //!   GraphiQL.
-//! - [`auth`]: JWT verification, the `Viewer` (who is calling), dev token minting, users.
-//! - [`permissions`]: the one place that decides what a viewer may do.
-//! - [`approvals`]: policies, requests, decisions, the state machine, the queue queries.
+//! - [`approvals`]: policies, requests, decisions, the state machine, the queue queries,
+//!   the `requestEvents` subscription.
+//! - [`admin`]: the admin commands that change grants and users' standing.
+//! - [`auth`]: JWT verification (who is calling), dev token minting, user standing.
+//! - [`command`]: the one pipeline every state change runs through.
+//! - [`events`]: the transactional outbox and the event bus (in-process and
+//!   LISTEN/NOTIFY).
 //! - [`audit`]: the append-only, hash-chained audit log.
-//! - [`events`]: the transactional outbox, the event bus (in-process and LISTEN/NOTIFY)
-//!   and the `requestEvents` subscription read from the audit log.
-//! - [`jobs`]: background work every replica runs (the expiry sweeper).
+//! - [`access`]: the one place that decides who may see, decide or change what.
 //! - [`idempotency`]: exactly-once commands with per-actor idempotency keys.
-//! - [`demo`]: the demo policies, permissions and personas of DESIGN §8.
+//! - [`jobs`]: background work every replica runs (the expiry sweeper).
+//! - [`demo`]: the demo policies, permissions and personas.
+//! - [`kernel`]: the bottom layer — clock, identity, command context.
 //! - [`error`]: the one `AppError` the API speaks, mapped to `extensions.code`.
+//!
+//! `docs/ARCHITECTURE.md` is the map: the layers, what each may use, and the life of a
+//! command and of an event.
 
+pub mod access;
+pub mod admin;
 pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -32,5 +43,5 @@ pub mod events;
 pub mod graphql;
 pub mod idempotency;
 pub mod jobs;
-pub mod permissions;
+pub mod kernel;
 pub mod telemetry;

@@ -6,10 +6,8 @@
 //! List resolvers [`prefetch`] a page's related rows in one round, so the statement count
 //! does not depend on how the executor happens to time its batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-use std::collections::HashSet;
 
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -17,7 +15,9 @@ use entity::{audit_event, decision, policy, policy_stage, request, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
+use crate::access::{Grants, grants_for};
 use crate::error::AppError;
+use crate::kernel::Viewer;
 
 /// Every loader of one operation.
 pub struct Loaders {
@@ -26,6 +26,8 @@ pub struct Loaders {
     pub decisions: DataLoader<DecisionsLoader, HashMapCache>,
     pub users: DataLoader<UserLoader, HashMapCache>,
     pub audit_trails: DataLoader<AuditTrailLoader, HashMapCache>,
+    /// The viewer's grants, read once per operation however many rows ask.
+    viewer_grants: tokio::sync::OnceCell<Grants>,
 }
 
 impl Loaders {
@@ -42,7 +44,18 @@ impl Loaders {
             decisions: cached(DecisionsLoader(db.clone())),
             users: cached(UserLoader(db.clone())),
             audit_trails: cached(AuditTrailLoader(db.clone())),
+            viewer_grants: tokio::sync::OnceCell::new(),
         }
+    }
+
+    pub async fn viewer_grants(
+        &self,
+        db: &DatabaseConnection,
+        viewer: &Viewer,
+    ) -> Result<&Grants, AppError> {
+        self.viewer_grants
+            .get_or_try_init(|| grants_for(db, viewer))
+            .await
     }
 }
 

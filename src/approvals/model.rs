@@ -1,8 +1,10 @@
-//! The approval rules as pure functions: statuses, money, input limits and the stage plan.
-//! No I/O here, so every rule is unit-tested directly.
+//! The approval rules as pure functions: statuses, money, input limits, the stage plan and
+//! every transition a request can make (submit, decide, cancel, expire). No I/O here, so
+//! every rule is unit-tested directly. Who may decide is not here: see `access::requests`.
 
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::error::AppError;
@@ -261,6 +263,134 @@ pub fn after_approval(
     }
 }
 
+/// A request's move to its next state, named as the audit log (`action`) and the outbox
+/// (`kind`) record it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub status: Status,
+    pub stage: Option<i32>,
+    pub action: &'static str,
+    pub kind: &'static str,
+}
+
+/// A new request: pending at the first stage that applies to its amount, or approved at
+/// once when none does.
+pub fn submission(stages: &[StageRule], amount: Decimal) -> Transition {
+    let first = next_applicable_stage(stages, amount, 1);
+    Transition {
+        status: if first.is_some() {
+            Status::Pending
+        } else {
+            Status::Approved
+        },
+        stage: first,
+        action: "request.submitted",
+        kind: "SUBMITTED",
+    }
+}
+
+/// A command may act only on a pending request before its deadline, at the version the
+/// caller saw (when they say which).
+pub fn check_actionable(
+    status: Status,
+    expires_at: DateTime<Utc>,
+    version: i32,
+    expected_version: Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    if status.is_terminal() {
+        return Err(AppError::InvalidTransition(format!(
+            "the request is already {}",
+            status.as_str()
+        )));
+    }
+    if expires_at <= now {
+        return Err(AppError::InvalidTransition(
+            "the request has expired".into(),
+        ));
+    }
+    if let Some(expected) = expected_version {
+        if expected != version {
+            return Err(AppError::Conflict(format!(
+                "the request is at version {version}, not {expected}; read it again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A verdict on stage `current`, which had `approvals_before` approvals.
+pub fn decision(
+    verdict: Verdict,
+    stages: &[StageRule],
+    amount: Decimal,
+    current: i32,
+    approvals_before: i32,
+) -> Transition {
+    let at = |status, stage, action, kind| Transition {
+        status,
+        stage,
+        action,
+        kind,
+    };
+    match verdict {
+        Verdict::Reject => at(
+            Status::Rejected,
+            Some(current),
+            "request.rejected",
+            "REJECTED",
+        ),
+        Verdict::Approve => {
+            let approvals_after = approvals_before.saturating_add(1);
+            match after_approval(stages, amount, current, approvals_after) {
+                AfterApproval::StageOpen { .. } => at(
+                    Status::Pending,
+                    Some(current),
+                    "request.approval_recorded",
+                    "APPROVAL_RECORDED",
+                ),
+                AfterApproval::NextStage(next) => at(
+                    Status::Pending,
+                    Some(next),
+                    "request.stage_approved",
+                    "STAGE_APPROVED",
+                ),
+                AfterApproval::Approved => at(
+                    Status::Approved,
+                    Some(current),
+                    "request.approved",
+                    "APPROVED",
+                ),
+            }
+        }
+    }
+}
+
+/// A cancellation keeps the stage it happened at.
+pub fn cancellation(stage: Option<i32>) -> Transition {
+    Transition {
+        status: Status::Cancelled,
+        stage,
+        action: "request.cancelled",
+        kind: "CANCELLED",
+    }
+}
+
+/// Expiry, when it is due: a pending request whose deadline has passed at `now`.
+pub fn expiry(
+    status: Status,
+    expires_at: DateTime<Utc>,
+    stage: Option<i32>,
+    now: DateTime<Utc>,
+) -> Option<Transition> {
+    (status == Status::Pending && expires_at <= now).then_some(Transition {
+        status: Status::Expired,
+        stage,
+        action: "request.expired",
+        kind: "EXPIRED",
+    })
+}
+
 /// Parses a stored canonical decimal string. Stored values were validated on the way in.
 pub fn stored_decimal(value: &str) -> Result<Decimal, AppError> {
     Decimal::from_str(value)
@@ -399,6 +529,94 @@ mod tests {
             after_approval(&stages, Decimal::ONE, 1, 2),
             AfterApproval::Approved
         );
+    }
+
+    #[test]
+    fn a_submission_starts_at_the_first_stage_that_applies() {
+        let stages = refund_stages();
+        let plan = submission(&stages, Decimal::new(25_000, 2));
+        assert_eq!((plan.status, plan.stage), (Status::Pending, Some(1)));
+        let only_large = vec![StageRule {
+            position: 1,
+            required_approvals: 1,
+            min_amount: Some(Decimal::new(100_000, 2)),
+        }];
+        let plan = submission(&only_large, Decimal::ONE);
+        assert_eq!((plan.status, plan.stage), (Status::Approved, None));
+    }
+
+    #[test]
+    fn decisions_move_the_request_on() {
+        let stages = refund_stages();
+        let large = Decimal::new(500_000, 2);
+        let first = decision(Verdict::Approve, &stages, large, 1, 0);
+        assert_eq!(
+            (first.status, first.stage, first.kind),
+            (Status::Pending, Some(2), "STAGE_APPROVED")
+        );
+        let last = decision(Verdict::Approve, &stages, large, 2, 0);
+        assert_eq!(
+            (last.status, last.action),
+            (Status::Approved, "request.approved")
+        );
+        let no = decision(Verdict::Reject, &stages, large, 2, 0);
+        assert_eq!((no.status, no.stage), (Status::Rejected, Some(2)));
+        let two = vec![StageRule {
+            position: 1,
+            required_approvals: 2,
+            min_amount: None,
+        }];
+        assert_eq!(
+            decision(Verdict::Approve, &two, large, 1, 0).kind,
+            "APPROVAL_RECORDED"
+        );
+        assert_eq!(
+            decision(Verdict::Approve, &two, large, 1, 1).status,
+            Status::Approved
+        );
+    }
+
+    #[test]
+    fn only_an_open_request_at_the_seen_version_can_be_acted_on() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::hours(1);
+        assert!(check_actionable(Status::Pending, later, 3, Some(3), now).is_ok());
+        assert!(check_actionable(Status::Pending, later, 3, None, now).is_ok());
+        let codes = [
+            check_actionable(Status::Approved, later, 3, None, now),
+            check_actionable(Status::Pending, now, 3, None, now),
+            check_actionable(Status::Pending, later, 3, Some(2), now),
+        ]
+        .map(|r| r.unwrap_err().code());
+        assert_eq!(
+            codes,
+            ["INVALID_TRANSITION", "INVALID_TRANSITION", "CONFLICT"]
+        );
+    }
+
+    #[test]
+    fn expiry_is_due_only_for_pending_requests_past_their_deadline() {
+        let now = Utc::now();
+        assert_eq!(
+            expiry(Status::Pending, now, Some(1), now).map(|t| t.status),
+            Some(Status::Expired)
+        );
+        assert_eq!(
+            expiry(
+                Status::Pending,
+                now + chrono::Duration::seconds(1),
+                Some(1),
+                now
+            ),
+            None
+        );
+        assert_eq!(expiry(Status::Approved, now, Some(1), now), None);
+        assert_eq!(cancellation(Some(2)).stage, Some(2));
+    }
+
+    #[test]
+    fn pending_is_the_status_access_rules_test_for() {
+        assert_eq!(Status::Pending.as_str(), crate::access::requests::PENDING);
     }
 
     #[test]

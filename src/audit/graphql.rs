@@ -4,15 +4,13 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::audit_event;
-use sea_orm::DatabaseConnection;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::service::{self, AuditFilter};
-use crate::auth::graphql::require_viewer;
-use crate::error::AppError;
-use crate::permissions::Action;
-use crate::permissions::service::authorize;
+use crate::access::{Action, authorize};
+use crate::error::{self, AppError};
+use crate::kernel::resolver::{db, require_viewer};
 
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
@@ -148,15 +146,16 @@ impl AuditQuery {
         filter: Option<AuditEventFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<AuditEventConnection> {
+    ) -> error::Result<AuditEventConnection> {
         let viewer = require_viewer(ctx)?;
-        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let db = db(ctx);
         authorize(db, viewer, Action::AuditRead, None).await?;
         let first = first.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&first) {
-            return Err(
-                AppError::bad_input("first", format!("first must be 1 to {MAX_PAGE}")).into(),
-            );
+            return Err(AppError::bad_input(
+                "first",
+                format!("first must be 1 to {MAX_PAGE}"),
+            ));
         }
         let before = match after {
             None => None,
@@ -202,12 +201,9 @@ impl AuditQuery {
     }
 
     /// Re-computes the hash chain over the whole log. Needs `audit.read`.
-    async fn verify_audit_chain(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<AuditChainReport> {
+    async fn verify_audit_chain(&self, ctx: &Context<'_>) -> error::Result<AuditChainReport> {
         let viewer = require_viewer(ctx)?;
-        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let db = db(ctx);
         authorize(db, viewer, Action::AuditRead, None).await?;
         let report = service::verify_chain(db, None).await?;
         Ok(AuditChainReport {

@@ -1,4 +1,4 @@
-//! The append-only, hash-chained audit log (DESIGN §7).
+//! The append-only, hash-chained audit log (`docs/ARCHITECTURE.md`, "Invariants").
 //!
 //! Every state change appends exactly one event inside its own transaction. Appending takes
 //! the chain head (one row) as the last step before commit, which makes sequence numbers
@@ -8,4 +8,4 @@ pub mod graphql;
 pub mod model;
 pub mod service;
 
-pub use model::NewEvent;
+pub use crate::kernel::NewEvent;

@@ -4,31 +4,6 @@ use chrono::SecondsFormat;
 use entity::audit_event;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
-
-/// What a state change records, before the chain assigns its sequence and hash.
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    pub actor_subject: String,
-    /// The roles the actor held when acting.
-    pub actor_roles: Vec<String>,
-    /// e.g. `request.submitted`, `request.approved`, `policy.upserted`.
-    pub action: String,
-    /// `request`, `policy`, `role`, `user`, `webhook`.
-    pub subject_type: String,
-    pub subject_id: String,
-    /// Set for events about a request, so its trail is one index lookup.
-    pub request_id: Option<Uuid>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    /// The comment or reason given, if any.
-    pub reason: Option<String>,
-    /// The HTTP request id (`X-Request-Id`).
-    pub correlation_id: Option<String>,
-    pub idempotency_key: Option<String>,
-    /// One line a support agent can read.
-    pub summary: String,
-}
 
 /// The exact bytes hashed for an event: every recorded field except the hashes, in a fixed
 /// order, as JSON with object keys sorted (so a database that reorders JSON keys, as
@@ -89,6 +64,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 mod tests {
     use super::*;
     use chrono::Utc;
+    use uuid::Uuid;
 
     fn event() -> audit_event::Model {
         audit_event::Model {

@@ -1,6 +1,6 @@
 //! Appending to, verifying and reading the audit log.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use entity::{audit_chain_head, audit_event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
@@ -10,10 +10,10 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::model::{GENESIS_HASH, NewEvent, canonical, chain_hash};
-use crate::approvals::service::CommandContext;
-use crate::auth::Viewer;
+use super::model::{GENESIS_HASH, canonical, chain_hash};
+use crate::command::Attempt;
 use crate::error::AppError;
+use crate::kernel::{CommandContext, NewEvent};
 
 /// Appends `event` to the chain and returns its sequence number.
 ///
@@ -34,8 +34,9 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
     let mut row = audit_event::Model {
         sequence: head.sequence + 1,
         id: Uuid::now_v7(),
-        // Microseconds: what both databases store exactly, so the hash can be recomputed.
-        occurred_at: Utc::now().trunc_subsecs(6),
+        // From the clock: microseconds, what both databases store exactly, so the hash
+        // can be recomputed.
+        occurred_at: event.occurred_at,
         actor_subject: event.actor_subject,
         actor_roles: json!(event.actor_roles),
         action: event.action,
@@ -71,34 +72,25 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
 
 /// Records a refused command (FORBIDDEN) in its own transaction, after the command's own
 /// transaction rolled back: who tried what, on what, and why it was refused.
-#[allow(clippy::too_many_arguments)]
 pub async fn record_denied(
     db: &DatabaseConnection,
-    viewer: &Viewer,
-    context: &CommandContext,
-    attempted: &str,
-    subject_type: &str,
-    subject_id: &str,
-    request_id: Option<Uuid>,
+    ctx: &CommandContext,
+    attempt: &Attempt,
     why: &str,
 ) {
-    let event = NewEvent {
-        actor_subject: viewer.subject.clone(),
-        actor_roles: viewer.roles.clone(),
-        action: format!("{attempted}.denied"),
-        subject_type: subject_type.into(),
-        subject_id: subject_id.into(),
-        request_id,
-        before: None,
-        after: None,
-        reason: Some(why.into()),
-        correlation_id: context.correlation_id.clone(),
-        idempotency_key: None,
-        summary: format!(
-            "{} was refused {attempted} on {subject_type} {subject_id}: {why}",
-            viewer.subject
+    let mut event = ctx.event(
+        format!("{}.denied", attempt.action),
+        attempt.subject_type,
+        attempt.subject_id.clone(),
+        format!(
+            "{} was refused {} on {} {}: {why}",
+            ctx.actor.subject, attempt.action, attempt.subject_type, attempt.subject_id
         ),
-    };
+    );
+    event.request_id = attempt.request_id;
+    event.reason = Some(why.into());
+    // The key belongs to the refused command, which had no effect.
+    event.idempotency_key = None;
     let result: Result<i64, AppError> =
         async { crate::write_transaction!(db, |txn| { append(txn, event.clone()).await }) }.await;
     if let Err(err) = result {
@@ -276,32 +268,4 @@ pub async fn batch_after<C: ConnectionTrait>(
         .limit(limit)
         .all(db)
         .await?)
-}
-
-/// Passes `result` through; when it is FORBIDDEN, records the refused attempt first.
-#[allow(clippy::too_many_arguments)]
-pub async fn audit_refusal<T>(
-    result: Result<T, AppError>,
-    db: &DatabaseConnection,
-    viewer: &Viewer,
-    context: &CommandContext,
-    attempted: &str,
-    subject_type: &str,
-    subject_id: &str,
-    request_id: Option<Uuid>,
-) -> Result<T, AppError> {
-    if let Err(AppError::Forbidden(why)) = &result {
-        record_denied(
-            db,
-            viewer,
-            context,
-            attempted,
-            subject_type,
-            subject_id,
-            request_id,
-            why,
-        )
-        .await;
-    }
-    result
 }

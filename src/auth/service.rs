@@ -16,8 +16,9 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
 
-use super::model::{Claims, Identity, Viewer};
+use super::model::Claims;
 use crate::config::JwtConfig;
+use crate::kernel::{Identity, Viewer};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`. Kept small: a generous leeway extends
 /// every token's life, revoked or not.

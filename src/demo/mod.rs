@@ -1,11 +1,10 @@
-//! The demo of DESIGN §8: three policies, the role permissions, and the personas whose
-//! tokens are printed on start in development.
+//! The demo: three policies, the role permissions, and the personas whose tokens are
+//! printed on start in development.
 //!
 //! Seeding only ever inserts what is missing, in one transaction, and never runs in
 //! production (configuration refuses it).
 
 use anyhow::Context;
-use chrono::Utc;
 use entity::{policy, policy_stage, role_permission};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -14,11 +13,12 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{self, NewEvent};
+use crate::audit;
 use crate::config::{DemoMode, Environment};
+use crate::kernel::{Clock, CommandContext, SYSTEM};
 
 /// Recorded as the author of seeded rows.
-const SEEDER: &str = "system";
+const SEEDER: &str = SYSTEM;
 
 /// A demo persona: the subject, the display name, and the roles their token carries.
 pub struct Persona {
@@ -179,6 +179,7 @@ pub enum Seeded {
 /// Seeds the demo when the mode and environment call for it.
 pub async fn seed(
     db: &DatabaseConnection,
+    clock: &Clock,
     mode: DemoMode,
     environment: Environment,
 ) -> anyhow::Result<Seeded> {
@@ -193,7 +194,8 @@ pub async fn seed(
         return Ok(Seeded::Nothing);
     }
     let txn = db.begin().await.context("starting the demo seed")?;
-    let now = Utc::now();
+    let ctx = CommandContext::system(clock.clone());
+    let now = ctx.now();
     let mut policies = 0;
     for demo in &POLICIES {
         let exists = policy::Entity::find()
@@ -263,27 +265,14 @@ pub async fn seed(
         permissions += 1;
     }
     if policies + permissions > 0 {
-        audit::service::append(
-            &txn,
-            NewEvent {
-                actor_subject: SEEDER.into(),
-                actor_roles: Vec::new(),
-                action: "demo.seeded".into(),
-                subject_type: "system".into(),
-                subject_id: "demo".into(),
-                request_id: None,
-                before: None,
-                after: Some(json!({ "policies": policies, "permissions": permissions })),
-                reason: None,
-                correlation_id: None,
-                idempotency_key: None,
-                summary: format!(
-                    "system seeded the demo: {policies} policies, {permissions} permissions"
-                ),
-            },
-        )
-        .await
-        .map_err(|err| anyhow::anyhow!("recording the demo seed: {}", err.client_message()))?;
+        let summary =
+            format!("system seeded the demo: {policies} policies, {permissions} permissions");
+        let event = ctx
+            .event("demo.seeded", "system", "demo", summary)
+            .after(json!({ "policies": policies, "permissions": permissions }));
+        audit::service::append(&txn, event)
+            .await
+            .map_err(|err| anyhow::anyhow!("recording the demo seed: {}", err.client_message()))?;
     }
     txn.commit().await.context("committing the demo seed")?;
     Ok(Seeded::Inserted {

@@ -2,7 +2,7 @@
 //! replicas, and a periodic check of the database that covers a lost notification.
 //!
 //! Publish only after the change committed, never from inside a transaction: a NOTIFY in
-//! the business transaction serialises every commit behind one lock (DESIGN §7). One
+//! the business transaction serialises every commit behind one lock. One
 //! LISTEN connection per replica, never one per subscriber.
 
 use std::sync::Arc;
@@ -113,10 +113,11 @@ impl EventBus {
         }
     }
 
-    /// Starts the background work: the LISTEN loop (PostgreSQL) and the fallback check.
-    /// Returns once this replica listens, so nothing published after start-up is missed;
-    /// if LISTEN cannot be set up now, it keeps trying in the background.
-    pub async fn start(self: &Arc<Self>, database_url: &str) {
+    /// Starts the background work: the LISTEN loop (PostgreSQL) and, with `periodic`, the
+    /// checks that cover a lost notification. Returns once this replica listens, so
+    /// nothing published after start-up is missed; if LISTEN cannot be set up now, it
+    /// keeps trying in the background.
+    pub async fn start(self: &Arc<Self>, database_url: &str, periodic: bool) {
         if self.db.get_database_backend() == DbBackend::Postgres {
             let first = match subscribe(database_url).await {
                 Ok(listener) => Some(listener),
@@ -130,20 +131,22 @@ impl EventBus {
                 listen(self.clone(), database_url.to_owned(), first),
             ));
         }
-        tokio::spawn(until_stopped(
-            self.stopping.subscribe(),
-            fallback_check(self.clone()),
-        ));
+        if periodic {
+            tokio::spawn(until_stopped(
+                self.stopping.subscribe(),
+                fallback_check(self.clone()),
+            ));
+            tokio::spawn(until_stopped(
+                self.stopping.subscribe(),
+                watch_head(self.clone()),
+            ));
+        }
         if self.db.get_database_backend() == DbBackend::Postgres {
             tokio::spawn(until_stopped(
                 self.stopping.subscribe(),
                 announce_appends(self.clone()),
             ));
         }
-        tokio::spawn(until_stopped(
-            self.stopping.subscribe(),
-            watch_head(self.clone()),
-        ));
     }
 
     /// Stops the background work (before the database pool closes).

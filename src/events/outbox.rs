@@ -1,7 +1,7 @@
 //! The transactional outbox: one row per transition, written in the same transaction, so
 //! an event exists exactly when its change committed.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::outbox_entry;
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
 use serde_json::Value;
@@ -9,20 +9,26 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 
+/// An entry to enqueue with a command's audit event.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub kind: &'static str,
+    pub subject_id: String,
+    pub payload: Value,
+}
+
 pub async fn enqueue(
     txn: &DatabaseTransaction,
-    kind: &str,
-    subject_id: &str,
+    entry: &Outgoing,
     audit_sequence: i64,
-    payload: Value,
+    now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let now = Utc::now();
     outbox_entry::ActiveModel {
         id: Set(Uuid::now_v7()),
         audit_sequence: Set(Some(audit_sequence)),
-        kind: Set(kind.to_owned()),
-        subject_id: Set(subject_id.to_owned()),
-        payload: Set(payload),
+        kind: Set(entry.kind.to_owned()),
+        subject_id: Set(entry.subject_id.clone()),
+        payload: Set(entry.payload.clone()),
         state: Set("PENDING".into()),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -11,9 +11,9 @@ use axum::response::{Html, IntoResponse, Response};
 use super::graphiql;
 use super::transport_ws::{self, Dialect};
 use crate::app::AppState;
-use crate::approvals::service::CommandContext;
 use crate::auth::{AuthError, Identity, users};
 use crate::error::AppError;
+use crate::kernel::resolver::Correlation;
 
 /// `POST /graphql`.
 pub async fn graphql_post(
@@ -33,7 +33,7 @@ pub async fn graphql_post(
         Err(err) => return unauthenticated(&err),
     };
     if let Identity::Authenticated(viewer) = &identity {
-        match users::admit(&state.db, viewer).await {
+        match users::admit(&state.db, &state.clock, viewer).await {
             Ok(Ok(())) => {}
             Ok(Err(refusal)) => return unauthenticated(&AuthError::Refused(refusal)),
             Err(err) => return internal(&err),
@@ -44,7 +44,7 @@ pub async fn graphql_post(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut request = request.into_inner().data(CommandContext { correlation_id });
+    let mut request = request.into_inner().data(Correlation(correlation_id));
     if state.config.is_production() && identity == Identity::Anonymous {
         // Anonymous callers may explore the schema in development only.
         request = request.disable_introspection();

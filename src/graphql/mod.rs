@@ -17,16 +17,16 @@ use async_graphql::{MergedObject, MergedSubscription, Response, SDLExportOptions
 use async_graphql::{Request, ServerResult};
 use sea_orm::DatabaseConnection;
 
-use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery};
+use crate::admin::graphql::{AdminMutation, AdminQuery};
+use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery, ApprovalsSubscription};
 use crate::approvals::loader::Loaders;
 use crate::audit::graphql::AuditQuery;
-use crate::auth::graphql::{AuthQuery, UsersMutation};
+use crate::auth::graphql::AuthQuery;
 use crate::error::ensure_code;
 use crate::events::bus::EventBus;
-use crate::events::graphql::EventsSubscription;
-use crate::permissions::graphql::{PermissionsMutation, PermissionsQuery};
+use crate::kernel::Clock;
 
-/// Operation limits (DESIGN §8): generous for the console, bounded for everyone.
+/// Operation limits: generous for the console, bounded for everyone.
 /// The depth leaves one level above what GraphiQL's own introspection query needs (15);
 /// lower, and GraphiQL loads without a schema.
 pub const MAX_DEPTH: usize = 16;
@@ -35,23 +35,24 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, ApprovalsQuery, PermissionsQuery, AuditQuery);
+pub struct Query(AuthQuery, ApprovalsQuery, AdminQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(ApprovalsMutation, PermissionsMutation, UsersMutation);
+pub struct Mutation(ApprovalsMutation, AdminMutation);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(EventsSubscription);
+pub struct Subscription(ApprovalsSubscription);
 
 pub type CountersignSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema with its runtime data: the database handle, the event bus, and fresh
-/// DataLoaders for every operation.
-pub fn build_schema(db: DatabaseConnection, bus: Arc<EventBus>) -> CountersignSchema {
+/// The schema with its runtime data: the database handle, the event bus, the clock, and
+/// fresh DataLoaders for every operation.
+pub fn build_schema(db: DatabaseConnection, bus: Arc<EventBus>, clock: Clock) -> CountersignSchema {
     schema_builder()
         .extension(PerOperationLoaders(db.clone()))
         .data(db)
         .data(bus)
+        .data(clock)
         .finish()
 }
 

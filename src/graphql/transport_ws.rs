@@ -27,7 +27,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
-use crate::approvals::service::CommandContext;
 use crate::auth::{AuthError, Identity, Viewer, users};
 use crate::events::bus::BusEvent;
 
@@ -278,7 +277,7 @@ async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, &'
 
 /// Why the viewer may no longer hold the connection, if they may not.
 async fn refused(state: &AppState, viewer: &Viewer) -> Option<&'static str> {
-    match users::admit(&state.db, viewer).await {
+    match users::admit(&state.db, &state.clock, viewer).await {
         Ok(Ok(())) => None,
         Ok(Err(refusal)) => Some(AuthError::Refused(refusal).client_message()),
         Err(err) => {
@@ -302,7 +301,6 @@ fn run_operation(
     tokio::spawn(async move {
         let mut data = Data::default();
         data.insert(identity);
-        data.insert(CommandContext::default());
         let mut request = request;
         request.data = data;
         let mut responses = schema.execute_stream(request);

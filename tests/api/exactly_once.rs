@@ -1,5 +1,5 @@
 //! Exactly-once commands: idempotency keys per actor, and races that must produce one
-//! effect (DESIGN §6).
+//! effect.
 
 use std::collections::HashSet;
 

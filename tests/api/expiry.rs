@@ -1,36 +1,21 @@
 //! The expiry sweeper: a pending request past its deadline becomes EXPIRED exactly once,
-//! audited as `system` and announced to subscribers.
+//! audited as `system` and announced to subscribers. Time moves through the app's clock
+//! (`TestApp::clock`), never by editing rows.
 
 use std::time::Duration;
 
-use entity::request;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
+use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_app_with, spawn_replica};
 use crate::lifecycle_helpers::*;
 
-/// Moves the request's deadline into the past, as if its policy's expiry had elapsed.
-async fn time_travel(app: &TestApp, id: &Value) {
-    let db = Database::connect(app.database_url.clone())
-        .await
-        .expect("a direct connection");
-    let id = uuid::Uuid::parse_str(id.as_str().expect("an id")).expect("a uuid");
-    request::Entity::update_many()
-        .col_expr(
-            request::Column::ExpiresAt,
-            (chrono::Utc::now() - chrono::Duration::hours(1)).into(),
-        )
-        .filter(request::Column::Id.eq(id))
-        .exec(&db)
-        .await
-        .expect("moving the deadline");
-}
+/// Further than any policy's expiry (at most 366 days).
+pub const PAST_EVERY_DEADLINE: chrono::Duration = chrono::Duration::days(367);
 
 async fn wait_for_status(app: &TestApp, id: &Value, status: &str) -> Value {
     let alice = app.token_for(Persona::Alice);
-    for _ in 0..50 {
+    for _ in 0..200 {
         let seen = request_as(app, &alice, id).await;
         if seen["status"] == status {
             return seen;
@@ -40,12 +25,24 @@ async fn wait_for_status(app: &TestApp, id: &Value, status: &str) -> Value {
     panic!("{id} never became {status}");
 }
 
+const QUEUE: &str = "{ myQueue { edges { node { id } } } }";
+
+fn queue_ids(response: &crate::helpers::GraphqlResponse) -> Vec<Value> {
+    response.expect_ok()["myQueue"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect()
+}
+
 backend_tests! {
     async fn a_pending_request_past_its_deadline_expires_once_as_system(backend) {
         let app = spawn_app(backend).await;
         let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        app.clock.advance(PAST_EVERY_DEADLINE);
+        // Filed after the jump: its deadline is still ahead.
         let other = submit(&app, Persona::Alice, refund("260.00")).await;
-        time_travel(&app, &request["id"]).await;
         let expired = wait_for_status(&app, &request["id"], "EXPIRED").await;
         assert!(expired["decidedAt"].is_string());
         let last = expired["auditTrail"].as_array().unwrap().last().unwrap().clone();
@@ -55,6 +52,27 @@ backend_tests! {
         assert_eq!(late.error_code(), Some("INVALID_TRANSITION"));
         // The other request, still within its deadline, is untouched.
         assert_eq!(request_as(&app, &app.token_for(Persona::Alice), &other["id"]).await["status"], "PENDING");
+    }
+
+    async fn an_expired_request_not_yet_swept_is_in_nobodys_queue_and_cannot_be_decided(backend) {
+        // No sweeper: the request stays PENDING in the database past its deadline.
+        let app = spawn_app_with(backend, |config| config.background_jobs = false).await;
+        let request = submit(&app, Persona::Alice, refund("5000.00")).await;
+        let bob = app.token_for(Persona::Bob);
+        assert_eq!(queue_ids(&app.graphql(Some(&bob), QUEUE, json!({})).await), [request["id"].clone()]);
+
+        app.clock.advance(PAST_EVERY_DEADLINE);
+        for persona in [Persona::Bob, Persona::Carol, Persona::Grace] {
+            let queue = app.graphql_as(persona, QUEUE, json!({})).await;
+            assert!(queue_ids(&queue).is_empty(), "{persona:?}: {}", queue.body);
+        }
+        let seen = app.graphql(Some(&bob), "query($id: ID!) { request(id: $id) { status viewerCanApprove eligibleApprovers { users { subject } } } }", json!({ "id": request["id"] })).await;
+        let seen = &seen.expect_ok()["request"];
+        assert_eq!(seen["status"], "PENDING", "not swept");
+        assert_eq!(seen["viewerCanApprove"], false);
+        assert_eq!(seen["eligibleApprovers"]["users"], json!([]));
+        let late = approve_with(&app, &bob, &request["id"]).await;
+        assert_eq!(late.error_code(), Some("INVALID_TRANSITION"));
     }
 }
 
@@ -67,8 +85,9 @@ async fn two_replicas_expire_a_request_exactly_once_on_postgres() {
     let a = spawn_app(Backend::Postgres).await;
     let _b = spawn_replica(&a).await;
     let request = submit(&a, Persona::Alice, refund("250.00")).await;
-    time_travel(&a, &request["id"]).await;
+    a.clock.advance(PAST_EVERY_DEADLINE);
     let expired = wait_for_status(&a, &request["id"], "EXPIRED").await;
+    // Several sweeps of both replicas (every 200 ms each) have run by then.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let trail =
         request_as(&a, &a.token_for(Persona::Alice), &request["id"]).await["auditTrail"].clone();

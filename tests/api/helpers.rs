@@ -13,6 +13,7 @@ use countersign::app::App;
 use countersign::auth::mint_token;
 use countersign::auth::service::TokenProfile;
 use countersign::config::{Config, DemoMode, Environment, JwtConfig, Secret, SecretSource};
+use countersign::kernel::Clock;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -188,6 +189,7 @@ pub fn test_config(database_url: &str) -> Config {
         graphiql_assets: None,
         allowed_origins: Vec::new(),
         expiry_sweep: std::time::Duration::from_millis(200),
+        background_jobs: true,
     }
 }
 
@@ -204,7 +206,7 @@ pub fn mint_with_ttl(subject: &str, roles: &[&str], ttl: Duration) -> String {
     .expect("minting a test token")
 }
 
-/// The demo personas of DESIGN §8.
+/// The demo personas.
 #[derive(Clone, Copy, Debug)]
 pub enum Persona {
     Alice,
@@ -254,6 +256,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The database this app (and any replica of it) uses.
     pub database_url: String,
+    /// The app's clock, shared with its replicas: `clock.advance(…)` lets deadlines pass.
+    pub clock: Clock,
     /// Held so the database outlives the app; dropped (and deleted) with it. `None` for a
     /// replica, which shares the first app's database.
     _database: Option<TestDatabase>,
@@ -299,11 +303,13 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     let mut config = test_config(&database.url);
     configure(&mut config);
     let database_url = config.database_url.clone();
-    let address = start(config).await;
+    let clock = Clock::system();
+    let address = start(config, clock.clone()).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
         database_url,
+        clock,
         _database: Some(database),
     }
 }
@@ -311,17 +317,20 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
 /// A second server on the same database: another replica, as behind a load balancer.
 pub async fn spawn_replica(of: &TestApp) -> TestApp {
     let config = test_config(&of.database_url);
-    let address = start(config).await;
+    let address = start(config, of.clock.clone()).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
         database_url: of.database_url.clone(),
+        clock: of.clock.clone(),
         _database: None,
     }
 }
 
-async fn start(config: Config) -> String {
-    let app = App::build(config).await.expect("building the app");
+async fn start(config: Config, clock: Clock) -> String {
+    let app = App::build_with_clock(config, clock)
+        .await
+        .expect("building the app");
     let address = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     address

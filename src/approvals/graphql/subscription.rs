@@ -15,15 +15,15 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::bus::EventBus;
-use crate::approvals::graphql::{RequestNode, UserNode};
+use super::types::{RequestNode, UserNode, load_user};
+use crate::access::grants_for;
+use crate::access::requests::{Asker, can_see};
 use crate::approvals::model::Status;
-use crate::approvals::service::can_see;
 use crate::audit::service as audit_service;
-use crate::auth::Viewer;
-use crate::auth::graphql::require_viewer;
-use crate::error::AppError;
-use crate::permissions::service::grants_for;
+use crate::error::{self, AppError};
+use crate::events::bus::EventBus;
+use crate::kernel::Viewer;
+use crate::kernel::resolver::require_viewer;
 
 /// How many log rows one read takes.
 const BATCH: u64 = 200;
@@ -90,8 +90,8 @@ impl RequestEvent {
     async fn request(&self) -> RequestNode {
         RequestNode(self.request.clone())
     }
-    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<UserNode> {
-        crate::approvals::graphql::load_user(ctx, &self.actor).await
+    async fn actor(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
+        load_user(ctx, &self.actor).await
     }
     async fn occurred_at(&self) -> DateTime<Utc> {
         self.occurred_at
@@ -99,10 +99,10 @@ impl RequestEvent {
 }
 
 #[derive(Default)]
-pub struct EventsSubscription;
+pub struct ApprovalsSubscription;
 
 #[Subscription]
-impl EventsSubscription {
+impl ApprovalsSubscription {
     /// Changes to the requests the viewer may see, in commit order. With `after` (a
     /// cursor from an earlier event) it first replays what was missed, then goes live.
     async fn request_events(
@@ -110,7 +110,7 @@ impl EventsSubscription {
         ctx: &Context<'_>,
         filter: Option<RequestEventFilter>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = RequestEvent> + use<>> {
+    ) -> error::Result<impl Stream<Item = RequestEvent> + use<>> {
         let viewer = require_viewer(ctx)?.clone();
         let db = ctx.data_unchecked::<DatabaseConnection>().clone();
         let bus = ctx.data_unchecked::<Arc<EventBus>>().clone();
@@ -202,6 +202,11 @@ async fn authorize(
     request_id: Option<Uuid>,
 ) -> Result<Vec<RequestEvent>, AppError> {
     let grants = grants_for(db, viewer).await?;
+    let asker = Asker {
+        subject: &viewer.subject,
+        roles: &viewer.roles,
+        grants: &grants,
+    };
     let ids: Vec<Uuid> = batch.iter().filter_map(|e| e.request_id).collect();
     let rows: HashMap<Uuid, request::Model> = request::Entity::find()
         .filter(request::Column::Id.is_in(ids))
@@ -218,7 +223,7 @@ async fn authorize(
         };
         let Some(row) = rows.get(&id) else { continue };
         let as_of = as_of_event(row, event);
-        if !can_see(viewer, &grants, &as_of)
+        if !can_see(asker, &as_of)
             || request_id.is_some_and(|wanted| wanted != id)
             || filter
                 .policy

@@ -1,0 +1,347 @@
+//! Who may see a request, and who may decide it now.
+//!
+//! Each rule is written here once, in two forms where lists need it: as Rust, for a row
+//! already loaded (`request`, `viewerCanApprove`, `eligibleApprovers`, the decide and
+//! cancel commands, the subscription), and as SQL, for lists filtered in the database
+//! (`requests`, `myQueue`). The API tests `visibility_agrees_…` and `my_queue_agrees_…`
+//! check on the same rows that the two forms agree.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{decision, policy_stage, request};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, Condition};
+use uuid::Uuid;
+
+use super::model::{Action, Grants, Scope};
+
+/// The stored status of a request still being decided (`approvals::model::Status::Pending`;
+/// a unit test there keeps the two equal).
+pub const PENDING: &str = "PENDING";
+
+/// Who is asking: a subject and the roles their token carries, with their grants.
+#[derive(Clone, Copy)]
+pub struct Asker<'a> {
+    pub subject: &'a str,
+    pub roles: &'a [String],
+    pub grants: &'a Grants,
+}
+
+/// What the decide rule needs to know of a request's policy version.
+#[derive(Clone, Copy)]
+pub struct PolicyFacts<'a> {
+    pub stages: &'a [policy_stage::Model],
+    pub allow_same_approver_across_stages: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Visibility
+
+/// May `asker` see `request`: their own, or one their `request.view` grants reach.
+pub fn can_see(asker: Asker<'_>, request: &request::Model) -> bool {
+    request.requester_subject == asker.subject
+        || asker
+            .grants
+            .allows(Action::RequestView, Some(&request.policy_key))
+}
+
+/// [`can_see`] as SQL.
+pub fn visible(asker: Asker<'_>) -> Condition {
+    match asker.grants.scope(Action::RequestView) {
+        Scope::All => Condition::all(),
+        Scope::Only(keys) => {
+            let mut any = Condition::any().add(request::Column::RequesterSubject.eq(asker.subject));
+            if !keys.is_empty() {
+                any = any.add(request::Column::PolicyKey.is_in(keys));
+            }
+            any
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deciding
+
+/// The roles that may decide a stage.
+pub fn stage_roles(stage: &policy_stage::Model) -> Vec<String> {
+    serde_json::from_value(stage.approver_roles.clone()).unwrap_or_default()
+}
+
+fn holds_stage_role(roles: &[String], stage: &policy_stage::Model) -> bool {
+    stage_roles(stage).iter().any(|r| roles.contains(r))
+}
+
+/// Why someone may not decide a stage they can see. Each is FORBIDDEN to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotDecider {
+    /// They hold none of the stage's approver roles.
+    NotStageRole,
+    /// Nobody decides their own request.
+    OwnRequest,
+    /// They already decided this stage.
+    DecidedStage,
+    /// They decided another stage, and the policy wants a different person per stage.
+    DecidedOtherStage,
+}
+
+impl NotDecider {
+    pub fn message(&self, stage: &policy_stage::Model) -> String {
+        match self {
+            Self::NotStageRole => format!(
+                "stage {} ({}) is decided by {}",
+                stage.position,
+                stage.name,
+                stage_roles(stage).join(" or ")
+            ),
+            Self::OwnRequest => "nobody may decide their own request".into(),
+            Self::DecidedStage => "you already decided this stage".into(),
+            Self::DecidedOtherStage => "one person may approve only one stage of a request".into(),
+        }
+    }
+}
+
+/// The decide rule for a stage the asker can see: they hold one of its approver roles, the
+/// request is not theirs, and they have not decided this stage (nor, unless the policy
+/// allows it, any other stage of the request).
+pub fn check_decider(
+    asker: Asker<'_>,
+    request: &request::Model,
+    stage: &policy_stage::Model,
+    policy: PolicyFacts<'_>,
+    decisions: &[decision::Model],
+) -> Result<(), NotDecider> {
+    if !holds_stage_role(asker.roles, stage) {
+        return Err(NotDecider::NotStageRole);
+    }
+    if request.requester_subject == asker.subject {
+        return Err(NotDecider::OwnRequest);
+    }
+    let mine = decisions
+        .iter()
+        .filter(|d| d.approver_subject == asker.subject);
+    let mut decided_other = false;
+    for decision in mine {
+        if decision.stage_position == stage.position {
+            return Err(NotDecider::DecidedStage);
+        }
+        decided_other = true;
+    }
+    if decided_other && !policy.allow_same_approver_across_stages {
+        return Err(NotDecider::DecidedOtherStage);
+    }
+    Ok(())
+}
+
+/// Whether the request is still open to decisions at `now`: pending and not past its
+/// deadline (the sweeper may not have marked it EXPIRED yet).
+pub fn open_at(request: &request::Model, now: DateTime<Utc>) -> bool {
+    request.status == PENDING && request.expires_at > now
+}
+
+/// "May decide now", the whole of it: the asker can see the request, it is open, and the
+/// decide rule lets them decide its current stage.
+pub fn may_decide_now(
+    asker: Asker<'_>,
+    request: &request::Model,
+    policy: PolicyFacts<'_>,
+    decisions: &[decision::Model],
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(stage) = request
+        .current_stage
+        .and_then(|pos| policy.stages.iter().find(|s| s.position == pos))
+    else {
+        return false;
+    };
+    can_see(asker, request)
+        && open_at(request, now)
+        && check_decider(asker, request, stage, policy, decisions).is_ok()
+}
+
+/// [`may_decide_now`] as SQL, for `myQueue`. `stages` are the stage definitions to
+/// consider (those whose roles the asker holds suffice) and `allow_across` each policy
+/// version's `allow_same_approver_across_stages`. `None` when no stage is the asker's: the
+/// queue is empty without asking the database.
+pub fn decidable_now(
+    asker: Asker<'_>,
+    stages: &[policy_stage::Model],
+    allow_across: &HashMap<Uuid, bool>,
+    now: DateTime<Utc>,
+) -> Option<Condition> {
+    let mut any_stage = Condition::any();
+    let mut found = false;
+    for stage in stages.iter().filter(|s| holds_stage_role(asker.roles, s)) {
+        found = true;
+        let across = allow_across.get(&stage.policy_id).copied().unwrap_or(false);
+        let mut decided_by_asker = Query::select();
+        decided_by_asker
+            .expr(Expr::val(1))
+            .from(decision::Entity)
+            .and_where(
+                Expr::col((decision::Entity, decision::Column::RequestId))
+                    .equals((request::Entity, request::Column::Id)),
+            )
+            .and_where(
+                Expr::col((decision::Entity, decision::Column::ApproverSubject)).eq(asker.subject),
+            );
+        if across {
+            decided_by_asker.and_where(
+                Expr::col((decision::Entity, decision::Column::StagePosition)).eq(stage.position),
+            );
+        }
+        any_stage = any_stage.add(
+            Condition::all()
+                .add(request::Column::PolicyId.eq(stage.policy_id))
+                .add(request::Column::CurrentStage.eq(stage.position))
+                .add(Expr::exists(decided_by_asker).not()),
+        );
+    }
+    found.then(|| {
+        Condition::all()
+            .add(visible(asker))
+            .add(request::Column::Status.eq(PENDING))
+            .add(request::Column::ExpiresAt.gt(now))
+            .add(request::Column::RequesterSubject.ne(asker.subject))
+            .add(any_stage)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Grant;
+    use serde_json::json;
+
+    fn request(requester: &str, stage: i32) -> request::Model {
+        let now = Utc::now();
+        request::Model {
+            id: Uuid::now_v7(),
+            policy_id: Uuid::nil(),
+            policy_key: "refund".into(),
+            policy_version: 1,
+            title: "t".into(),
+            description: String::new(),
+            payload: json!({}),
+            amount: "1.00".into(),
+            currency: "EUR".into(),
+            requester_subject: requester.into(),
+            status: PENDING.into(),
+            current_stage: Some(stage),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            decided_at: None,
+        }
+    }
+
+    fn stage(position: i32, roles: &[&str]) -> policy_stage::Model {
+        policy_stage::Model {
+            id: Uuid::now_v7(),
+            policy_id: Uuid::nil(),
+            position,
+            name: format!("stage {position}"),
+            approver_roles: json!(roles),
+            required_approvals: 1,
+            min_amount: None,
+        }
+    }
+
+    fn decision(by: &str, stage: i32) -> decision::Model {
+        decision::Model {
+            id: Uuid::now_v7(),
+            request_id: Uuid::nil(),
+            stage_position: stage,
+            approver_subject: by.into(),
+            verdict: "APPROVE".into(),
+            comment: String::new(),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn view_refunds() -> Grants {
+        Grants::new([Grant {
+            action: Action::RequestView,
+            policy: Some("refund".into()),
+        }])
+    }
+
+    #[test]
+    fn the_decide_rule() {
+        let stages = [stage(1, &["finance"]), stage(2, &["finance_lead"])];
+        let policy = PolicyFacts {
+            stages: &stages,
+            allow_same_approver_across_stages: false,
+        };
+        let grants = view_refunds();
+        let finance = vec!["finance".to_string()];
+        let bob = Asker {
+            subject: "bob",
+            roles: &finance,
+            grants: &grants,
+        };
+        let at_one = request("alice", 1);
+        assert_eq!(check_decider(bob, &at_one, &stages[0], policy, &[]), Ok(()));
+        assert_eq!(
+            check_decider(bob, &at_one, &stages[1], policy, &[]),
+            Err(NotDecider::NotStageRole)
+        );
+        assert_eq!(
+            check_decider(bob, &request("bob", 1), &stages[0], policy, &[]),
+            Err(NotDecider::OwnRequest)
+        );
+        assert_eq!(
+            check_decider(bob, &at_one, &stages[0], policy, &[decision("bob", 1)]),
+            Err(NotDecider::DecidedStage)
+        );
+        let both = vec!["finance".to_string(), "finance_lead".to_string()];
+        let carol = Asker {
+            subject: "carol",
+            roles: &both,
+            grants: &grants,
+        };
+        let at_two = request("alice", 2);
+        assert_eq!(
+            check_decider(carol, &at_two, &stages[1], policy, &[decision("carol", 1)]),
+            Err(NotDecider::DecidedOtherStage)
+        );
+        let lenient = PolicyFacts {
+            allow_same_approver_across_stages: true,
+            ..policy
+        };
+        assert_eq!(
+            check_decider(carol, &at_two, &stages[1], lenient, &[decision("carol", 1)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn may_decide_now_needs_sight_an_open_request_and_the_rule() {
+        let stages = [stage(1, &["finance"])];
+        let policy = PolicyFacts {
+            stages: &stages,
+            allow_same_approver_across_stages: false,
+        };
+        let finance = vec!["finance".to_string()];
+        let grants = view_refunds();
+        let bob = Asker {
+            subject: "bob",
+            roles: &finance,
+            grants: &grants,
+        };
+        let open = request("alice", 1);
+        let now = Utc::now();
+        assert!(may_decide_now(bob, &open, policy, &[], now));
+        assert!(!may_decide_now(bob, &open, policy, &[], open.expires_at));
+        let no_grants = Grants::default();
+        let blind = Asker {
+            grants: &no_grants,
+            ..bob
+        };
+        assert!(!may_decide_now(blind, &open, policy, &[], now));
+        let mut decided = open.clone();
+        decided.status = "APPROVED".into();
+        assert!(!may_decide_now(bob, &decided, policy, &[], now));
+    }
+}

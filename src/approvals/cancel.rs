@@ -1,0 +1,100 @@
+//! `cancelRequest`: the requester, or someone who manages the policy, withdraws a pending
+//! request.
+
+use entity::request;
+use sea_orm::DatabaseTransaction;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::model::{cancellation, check_actionable, validate_comment};
+use super::store::{
+    guarded_update, load_visible, parse_request_id, parse_status, replay_request, transition_effect,
+};
+use crate::access::Action;
+use crate::command::{Attempt, Command, Effect};
+use crate::error::AppError;
+use crate::kernel::CommandContext;
+
+pub struct Cancel {
+    raw_id: String,
+    raw_reason: Option<String>,
+    id: Uuid,
+    reason: String,
+}
+
+impl Cancel {
+    pub fn new(id: String, reason: Option<String>) -> Result<Self, AppError> {
+        Ok(Self {
+            reason: validate_comment("reason", reason.as_deref(), true)?,
+            id: parse_request_id(&id)?,
+            raw_id: id,
+            raw_reason: reason,
+        })
+    }
+}
+
+impl Command for Cancel {
+    type Output = request::Model;
+
+    fn operation(&self) -> &'static str {
+        "cancelRequest"
+    }
+
+    fn fingerprint(&self) -> Value {
+        json!({ "id": self.raw_id, "reason": self.raw_reason })
+    }
+
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            action: "request.cancel",
+            subject_type: "request",
+            subject_id: self.id.to_string(),
+            request_id: Some(self.id),
+        }
+    }
+
+    async fn execute(
+        &self,
+        txn: &DatabaseTransaction,
+        ctx: &CommandContext,
+    ) -> Result<Effect<request::Model>, AppError> {
+        let (current, grants) = load_visible(txn, ctx, self.id).await?;
+        let is_requester = current.requester_subject == ctx.actor.subject;
+        if !is_requester && !grants.allows(Action::PolicyManage, Some(&current.policy_key)) {
+            return Err(AppError::Forbidden(
+                "only the requester or an admin may cancel a request".into(),
+            ));
+        }
+        let now = ctx.now();
+        check_actionable(
+            parse_status(&current.status)?,
+            current.expires_at,
+            current.version,
+            None,
+            now,
+        )?;
+        let to = cancellation(current.current_stage);
+        let updated = guarded_update(txn, &current, to, now).await?;
+        let summary = format!(
+            "{} cancelled {} {:?}: {}",
+            ctx.actor.subject, current.policy_key, current.title, self.reason
+        );
+        Ok(transition_effect(
+            ctx,
+            to,
+            Some(&current),
+            updated,
+            Some(self.reason.clone()),
+            summary,
+        ))
+    }
+
+    async fn replay(
+        &self,
+        txn: &DatabaseTransaction,
+        ctx: &CommandContext,
+        stored: &Value,
+    ) -> Result<request::Model, AppError> {
+        replay_request(txn, ctx, stored).await
+    }
+}

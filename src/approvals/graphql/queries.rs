@@ -1,0 +1,94 @@
+//! `request`, `requests`, `myQueue`, `policies`.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+
+use super::types::{PolicyNode, RequestConnection, RequestNode};
+use crate::approvals::loader::prefetch;
+use crate::approvals::model::Status;
+use crate::approvals::policies;
+use crate::approvals::queries::{self, Order, RequestFilter};
+use crate::error;
+use crate::kernel::resolver::{clock, db, require_viewer};
+
+#[derive(InputObject, Default)]
+#[graphql(name = "RequestFilter")]
+pub struct RequestFilterInput {
+    status: Option<Status>,
+    /// Policy key.
+    policy: Option<String>,
+    /// Requester subject.
+    requester: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    /// Case-insensitive text in the title.
+    search: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ApprovalsQuery;
+
+#[Object]
+impl ApprovalsQuery {
+    /// A request by id; null when it does not exist or the viewer may not see it.
+    async fn request(&self, ctx: &Context<'_>, id: ID) -> error::Result<Option<RequestNode>> {
+        let viewer = require_viewer(ctx)?;
+        Ok(queries::find_visible(db(ctx), viewer, &id)
+            .await?
+            .map(RequestNode))
+    }
+
+    /// Requests the viewer may see, newest first by default. Keyset-paginated; `first` ≤ 100.
+    async fn requests(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<RequestFilterInput>,
+        first: Option<i32>,
+        after: Option<String>,
+        order_by: Option<Order>,
+    ) -> error::Result<RequestConnection> {
+        let viewer = require_viewer(ctx)?;
+        let filter = filter.unwrap_or_default();
+        let page = queries::list(
+            db(ctx),
+            viewer,
+            RequestFilter {
+                status: filter.status,
+                policy: filter.policy,
+                requester: filter.requester,
+                created_after: filter.created_after,
+                created_before: filter.created_before,
+                search: filter.search,
+            },
+            order_by.unwrap_or_default(),
+            first,
+            after,
+        )
+        .await?;
+        prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
+        Ok(page.into())
+    }
+
+    /// Pending requests the viewer may decide now, oldest first.
+    async fn my_queue(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> error::Result<RequestConnection> {
+        let viewer = require_viewer(ctx)?;
+        let page = queries::my_queue(db(ctx), viewer, clock(ctx).now(), first, after).await?;
+        prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
+        Ok(page.into())
+    }
+
+    /// The current version of every policy the viewer may use, decide or manage.
+    async fn policies(&self, ctx: &Context<'_>) -> error::Result<Vec<PolicyNode>> {
+        let viewer = require_viewer(ctx)?;
+        Ok(policies::visible_policies(db(ctx), viewer)
+            .await?
+            .into_iter()
+            .map(PolicyNode)
+            .collect())
+    }
+}

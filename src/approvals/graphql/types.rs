@@ -1,0 +1,444 @@
+//! The approvals API's output types: requests, policies, stages, decisions, users.
+
+use async_graphql::{
+    Context, Enum, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
+    SimpleObject, Value as GqlValue,
+};
+use chrono::{DateTime, Utc};
+use entity::{decision, policy, policy_stage, request, user};
+use serde_json::Value;
+
+use crate::access::requests::stage_roles;
+use crate::approvals::loader::{Loaders, loader_error};
+use crate::approvals::model::{Status, Verdict, stored_decimal};
+use crate::approvals::policies::{PolicyVersion, stage_rule};
+use crate::approvals::queries::{Page, eligible_approvers, viewer_may_decide};
+use crate::audit::graphql::AuditEventNode;
+use crate::error::{self, AppError};
+use crate::kernel::resolver::{clock, db, require_viewer};
+
+pub(super) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    // Inserted into every operation by `graphql::PerOperationLoaders`.
+    ctx.data_unchecked::<Loaders>()
+}
+
+/// An exact decimal carried as a string (`"1250.00"`); numbers are refused so that no
+/// amount ever passes through a float.
+pub struct Decimal(pub String);
+
+#[Scalar(name = "Decimal")]
+impl ScalarType for Decimal {
+    // Checked in validation too, so a number is refused before execution starts.
+    fn is_valid(value: &GqlValue) -> bool {
+        matches!(value, GqlValue::String(_))
+    }
+
+    fn parse(value: GqlValue) -> InputValueResult<Self> {
+        match value {
+            GqlValue::String(s) => Ok(Self(s)),
+            _ => Err(InputValueError::custom(
+                "a Decimal is a string such as \"1250.00\", never a number",
+            )),
+        }
+    }
+
+    fn to_value(&self) -> GqlValue {
+        GqlValue::String(self.0.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Output types
+
+/// A person or service known from a verified token.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "User")]
+pub struct UserNode {
+    subject: String,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+impl UserNode {
+    fn from_row(subject: &str, row: Option<user::Model>) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            name: row.as_ref().and_then(|u| u.name.clone()),
+            email: row.and_then(|u| u.email),
+        }
+    }
+}
+
+pub async fn load_user(ctx: &Context<'_>, subject: &str) -> error::Result<UserNode> {
+    let row = loaders(ctx)
+        .users
+        .load_one(subject.to_owned())
+        .await
+        .map_err(loader_error)?;
+    Ok(UserNode::from_row(subject, row))
+}
+
+/// One version of an approval policy.
+pub struct PolicyNode(pub PolicyVersion);
+
+#[Object(name = "Policy")]
+impl PolicyNode {
+    async fn key(&self) -> &str {
+        &self.0.policy.key
+    }
+    /// Increments on every edit; requests keep the version they were submitted under.
+    async fn version(&self) -> i32 {
+        self.0.policy.version
+    }
+    async fn name(&self) -> &str {
+        &self.0.policy.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.policy.description
+    }
+    /// How long a request may stay pending before it expires.
+    async fn expires_after_seconds(&self) -> i64 {
+        self.0.policy.expires_after_seconds
+    }
+    /// JSON Schema every request payload must satisfy, if any.
+    async fn payload_schema(&self) -> Option<Json<Value>> {
+        self.0.policy.payload_schema.clone().map(Json)
+    }
+    /// Whether one person may approve more than one stage of the same request.
+    async fn allow_same_approver_across_stages(&self) -> bool {
+        self.0.policy.allow_same_approver_across_stages
+    }
+    async fn stages(&self) -> Vec<PolicyStage> {
+        self.0.stages.iter().map(PolicyStage::from).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.policy.created_at
+    }
+    async fn created_by(&self) -> &str {
+        &self.0.policy.created_by
+    }
+}
+
+/// A stage of a policy.
+#[derive(SimpleObject)]
+pub struct PolicyStage {
+    /// 1-based order.
+    position: i32,
+    name: String,
+    /// Roles that may decide this stage.
+    approver_roles: Vec<String>,
+    /// Distinct approvals needed to complete the stage.
+    required_approvals: i32,
+    /// The stage applies only when the amount is at least this.
+    min_amount: Option<Decimal>,
+}
+
+impl From<&policy_stage::Model> for PolicyStage {
+    fn from(stage: &policy_stage::Model) -> Self {
+        Self {
+            position: stage.position,
+            name: stage.name.clone(),
+            approver_roles: stage_roles(stage),
+            required_approvals: stage.required_approvals,
+            min_amount: stage.min_amount.clone().map(Decimal),
+        }
+    }
+}
+
+/// Where a stage of one request stands.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum StageState {
+    /// Not reached yet.
+    Waiting,
+    /// Being decided now.
+    Active,
+    Approved,
+    Rejected,
+    /// Does not apply to this request's amount.
+    Skipped,
+    /// The request ended before this stage was completed.
+    Closed,
+}
+
+/// A stage as it applies to one request.
+#[derive(SimpleObject)]
+pub struct RequestStage {
+    position: i32,
+    name: String,
+    approver_roles: Vec<String>,
+    required_approvals: i32,
+    min_amount: Option<Decimal>,
+    state: StageState,
+    /// Approvals given at this stage so far.
+    approvals: i32,
+    decisions: Vec<DecisionNode>,
+}
+
+/// One approver's verdict on one stage.
+#[derive(Clone)]
+pub struct DecisionNode(decision::Model);
+
+#[Object(name = "Decision")]
+impl DecisionNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The stage position decided.
+    async fn stage(&self) -> i32 {
+        self.0.stage_position
+    }
+    async fn approver(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
+        load_user(ctx, &self.0.approver_subject).await
+    }
+    async fn verdict(&self) -> error::Result<Verdict> {
+        Verdict::parse(&self.0.verdict).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("stored verdict {:?}", self.0.verdict))
+        })
+    }
+    async fn comment(&self) -> &str {
+        &self.0.comment
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Who could decide the request's current stage.
+#[derive(SimpleObject)]
+pub struct EligibleApprovers {
+    /// The roles that may decide it.
+    roles: Vec<String>,
+    /// Known people holding one of them who may decide it now.
+    users: Vec<UserNode>,
+}
+
+/// A request for approval.
+pub struct RequestNode(pub request::Model);
+
+impl RequestNode {
+    async fn policy_version(&self, ctx: &Context<'_>) -> error::Result<PolicyVersion> {
+        let l = loaders(ctx);
+        let (policy, stages) = futures_join(
+            l.policies.load_one(self.0.policy_id),
+            l.stages.load_one(self.0.policy_id),
+        )
+        .await;
+        let policy: policy::Model = policy.map_err(loader_error)?.ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("policy of {} missing", self.0.id))
+        })?;
+        Ok(PolicyVersion {
+            policy,
+            stages: stages.map_err(loader_error)?.unwrap_or_default(),
+        })
+    }
+
+    async fn all_decisions(&self, ctx: &Context<'_>) -> error::Result<Vec<decision::Model>> {
+        Ok(loaders(ctx)
+            .decisions
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_error)?
+            .unwrap_or_default())
+    }
+
+    fn status_value(&self) -> Result<Status, AppError> {
+        Status::parse(&self.0.status)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("stored status {:?}", self.0.status)))
+    }
+}
+
+async fn futures_join<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future,
+    B: std::future::Future,
+{
+    tokio::join!(a, b)
+}
+
+#[Object(name = "ApprovalRequest")]
+impl RequestNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The policy version this request was submitted under.
+    async fn policy(&self, ctx: &Context<'_>) -> error::Result<PolicyNode> {
+        Ok(PolicyNode(self.policy_version(ctx).await?))
+    }
+    async fn status(&self) -> error::Result<Status> {
+        self.status_value()
+    }
+    /// Position of the stage being decided (or last decided, once terminal).
+    async fn current_stage(&self) -> Option<i32> {
+        self.0.current_stage
+    }
+    /// Increments on every change; pass it as `expectedVersion` to act on what you saw.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn amount(&self) -> Decimal {
+        Decimal(self.0.amount.clone())
+    }
+    /// ISO 4217.
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn payload(&self) -> Json<Value> {
+        Json(self.0.payload.clone())
+    }
+    async fn requester(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
+        load_user(ctx, &self.0.requester_subject).await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn decided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.decided_at
+    }
+    /// Every decision, oldest first.
+    async fn decisions(&self, ctx: &Context<'_>) -> error::Result<Vec<DecisionNode>> {
+        Ok(self
+            .all_decisions(ctx)
+            .await?
+            .into_iter()
+            .map(DecisionNode)
+            .collect())
+    }
+    /// The policy's stages as they apply to this request.
+    async fn stages(&self, ctx: &Context<'_>) -> error::Result<Vec<RequestStage>> {
+        let policy = self.policy_version(ctx).await?;
+        let decisions = self.all_decisions(ctx).await?;
+        let amount = stored_decimal(&self.0.amount)?;
+        let status = self.status_value()?;
+        let mut stages = Vec::with_capacity(policy.stages.len());
+        for stage in &policy.stages {
+            let rule = stage_rule(stage)?;
+            let here: Vec<decision::Model> = decisions
+                .iter()
+                .filter(|d| d.stage_position == stage.position)
+                .cloned()
+                .collect();
+            let approvals = here
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approve.as_str())
+                .count();
+            let approvals = i32::try_from(approvals).unwrap_or(i32::MAX);
+            let current = self.0.current_stage.unwrap_or(0);
+            let state = if !rule.applies_to(amount) {
+                StageState::Skipped
+            } else if here.iter().any(|d| d.verdict == Verdict::Reject.as_str()) {
+                StageState::Rejected
+            } else if approvals >= stage.required_approvals {
+                StageState::Approved
+            } else if status == Status::Pending && stage.position == current {
+                StageState::Active
+            } else if status == Status::Pending && stage.position > current {
+                StageState::Waiting
+            } else {
+                StageState::Closed
+            };
+            let definition = PolicyStage::from(stage);
+            stages.push(RequestStage {
+                position: definition.position,
+                name: definition.name,
+                approver_roles: definition.approver_roles,
+                required_approvals: definition.required_approvals,
+                min_amount: definition.min_amount,
+                state,
+                approvals,
+                decisions: here.into_iter().map(DecisionNode).collect(),
+            });
+        }
+        Ok(stages)
+    }
+    /// What happened to this request, oldest first.
+    async fn audit_trail(&self, ctx: &Context<'_>) -> error::Result<Vec<AuditEventNode>> {
+        let events = loaders(ctx)
+            .audit_trails
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_error)?
+            .unwrap_or_default();
+        Ok(events.into_iter().map(AuditEventNode::from).collect())
+    }
+    /// Who could decide the current stage; empty once the request is terminal.
+    async fn eligible_approvers(&self, ctx: &Context<'_>) -> error::Result<EligibleApprovers> {
+        let policy = self.policy_version(ctx).await?;
+        let decisions = self.all_decisions(ctx).await?;
+        let (roles, users) =
+            eligible_approvers(db(ctx), &self.0, &policy, &decisions, clock(ctx).now()).await?;
+        Ok(EligibleApprovers {
+            roles,
+            users: users
+                .into_iter()
+                .map(|u| UserNode::from_row(&u.subject.clone(), Some(u)))
+                .collect(),
+        })
+    }
+    /// Whether the viewer may approve or reject the current stage now.
+    async fn viewer_can_approve(&self, ctx: &Context<'_>) -> error::Result<bool> {
+        let viewer = require_viewer(ctx)?;
+        let policy = self.policy_version(ctx).await?;
+        let decisions = self.all_decisions(ctx).await?;
+        let grants = loaders(ctx).viewer_grants(db(ctx), viewer).await?;
+        Ok(viewer_may_decide(
+            viewer,
+            grants,
+            &self.0,
+            &policy,
+            &decisions,
+            clock(ctx).now(),
+        ))
+    }
+}
+
+/// A page of requests.
+#[derive(SimpleObject)]
+pub struct RequestConnection {
+    edges: Vec<RequestEdge>,
+    page_info: PageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct RequestEdge {
+    /// Pass as `after` to continue after this row.
+    cursor: String,
+    node: RequestNode,
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    has_next_page: bool,
+    end_cursor: Option<String>,
+}
+
+impl From<Page> for RequestConnection {
+    fn from(page: Page) -> Self {
+        let end_cursor = page.rows.last().map(|(cursor, _)| cursor.clone());
+        Self {
+            edges: page
+                .rows
+                .into_iter()
+                .map(|(cursor, row)| RequestEdge {
+                    cursor,
+                    node: RequestNode(row),
+                })
+                .collect(),
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Policies: saving a new version (`upsertPolicy`), and reading them.
+
+use entity::{policy, policy_stage};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::model::{StageRule, parse_decimal, stored_decimal, validate_description};
+use crate::access::requests::stage_roles;
+use crate::access::{Action, authorize, grants_for};
+use crate::command::{Attempt, Command, Effect, stored_id};
+use crate::error::AppError;
+use crate::kernel::{CommandContext, Viewer};
+
+/// A policy version with its stages in order.
+#[derive(Clone, Debug)]
+pub struct PolicyVersion {
+    pub policy: policy::Model,
+    pub stages: Vec<policy_stage::Model>,
+}
+
+pub struct StageInput {
+    pub name: String,
+    pub approver_roles: Vec<String>,
+    pub required_approvals: i32,
+    pub min_amount: Option<String>,
+}
+
+/// A new version of a policy, as an admin enters it.
+pub struct UpsertPolicyInput {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub expires_after_seconds: i64,
+    pub payload_schema: Option<Value>,
+    pub allow_same_approver_across_stages: bool,
+    pub stages: Vec<StageInput>,
+}
+
+const MAX_STAGES: usize = 10;
+const MAX_REQUIRED_APPROVALS: i32 = 20;
+const MIN_EXPIRY_SECONDS: i64 = 60;
+const MAX_EXPIRY_SECONDS: i64 = 366 * 24 * 3600;
+
+fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageRule>, AppError> {
+    let key_ok = !input.key.is_empty()
+        && input.key.len() <= 64
+        && input.key.starts_with(|c: char| c.is_ascii_lowercase())
+        && input
+            .key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !key_ok {
+        return Err(AppError::bad_input(
+            "key",
+            "a policy key is 1 to 64 characters of a-z, 0-9 and _, starting with a letter",
+        ));
+    }
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    validate_description(&input.description)?;
+    if !(MIN_EXPIRY_SECONDS..=MAX_EXPIRY_SECONDS).contains(&input.expires_after_seconds) {
+        return Err(AppError::bad_input(
+            "expiresAfterSeconds",
+            format!(
+                "expiresAfterSeconds must be between {MIN_EXPIRY_SECONDS} and {MAX_EXPIRY_SECONDS}"
+            ),
+        ));
+    }
+    if let Some(schema) = &input.payload_schema {
+        if let Err(err) = jsonschema::validator_for(schema) {
+            return Err(AppError::bad_input(
+                "payloadSchema",
+                format!("payloadSchema is not a valid JSON Schema: {err}"),
+            ));
+        }
+    }
+    if input.stages.is_empty() || input.stages.len() > MAX_STAGES {
+        return Err(AppError::bad_input(
+            "stages",
+            format!("a policy has 1 to {MAX_STAGES} stages"),
+        ));
+    }
+    let mut rules = Vec::with_capacity(input.stages.len());
+    for (position, stage) in (1..).zip(&input.stages) {
+        let name = stage.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(AppError::bad_input(
+                "stages.name",
+                "a stage name is 1 to 200 characters",
+            ));
+        }
+        if stage.approver_roles.is_empty()
+            || stage
+                .approver_roles
+                .iter()
+                .any(|r| r.trim().is_empty() || r.len() > 64)
+        {
+            return Err(AppError::bad_input(
+                "stages.approverRoles",
+                "a stage names at least one approver role",
+            ));
+        }
+        if !(1..=MAX_REQUIRED_APPROVALS).contains(&stage.required_approvals) {
+            return Err(AppError::bad_input(
+                "stages.requiredApprovals",
+                format!("requiredApprovals is 1 to {MAX_REQUIRED_APPROVALS}"),
+            ));
+        }
+        let min_amount = match &stage.min_amount {
+            None => None,
+            Some(raw) => match parse_decimal(raw) {
+                Some(min) if min >= Decimal::ZERO => Some(min),
+                _ => {
+                    return Err(AppError::bad_input(
+                        "stages.minAmount",
+                        "minAmount must be a decimal string of at least zero",
+                    ));
+                }
+            },
+        };
+        rules.push(StageRule {
+            position,
+            required_approvals: stage.required_approvals,
+            min_amount,
+        });
+    }
+    Ok(rules)
+}
+
+/// Saves the next version of a policy (or its first). Admins (`policy.manage`) only;
+/// audited with the version before and after.
+pub struct UpsertPolicy {
+    input: UpsertPolicyInput,
+    rules: Vec<StageRule>,
+}
+
+impl UpsertPolicy {
+    pub fn new(input: UpsertPolicyInput) -> Result<Self, AppError> {
+        let rules = validate_policy(&input)?;
+        Ok(Self { input, rules })
+    }
+}
+
+impl Command for UpsertPolicy {
+    type Output = PolicyVersion;
+
+    fn operation(&self) -> &'static str {
+        "upsertPolicy"
+    }
+
+    fn fingerprint(&self) -> Value {
+        let input = &self.input;
+        json!({
+            "key": input.key, "name": input.name, "description": input.description,
+            "expiresAfterSeconds": input.expires_after_seconds,
+            "payloadSchema": input.payload_schema,
+            "allowSameApproverAcrossStages": input.allow_same_approver_across_stages,
+            "stages": input.stages.iter().map(|s| json!({
+                "name": s.name, "approverRoles": s.approver_roles,
+                "requiredApprovals": s.required_approvals, "minAmount": s.min_amount,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            action: "policy.upsert",
+            subject_type: "policy",
+            subject_id: self.input.key.clone(),
+            request_id: None,
+        }
+    }
+
+    async fn execute(
+        &self,
+        txn: &DatabaseTransaction,
+        ctx: &CommandContext,
+    ) -> Result<Effect<PolicyVersion>, AppError> {
+        authorize(txn, &ctx.actor, Action::PolicyManage, Some(&self.input.key)).await?;
+        let previous = current_policy(txn, &self.input.key).await?;
+        let version = previous.as_ref().map_or(1, |p| p.policy.version + 1);
+        let policy_id = Uuid::now_v7();
+        let created = policy::ActiveModel {
+            id: Set(policy_id),
+            key: Set(self.input.key.clone()),
+            version: Set(version),
+            name: Set(self.input.name.trim().to_owned()),
+            description: Set(self.input.description.clone()),
+            expires_after_seconds: Set(self.input.expires_after_seconds),
+            payload_schema: Set(self.input.payload_schema.clone()),
+            allow_same_approver_across_stages: Set(self.input.allow_same_approver_across_stages),
+            created_by: Set(ctx.actor.subject.clone()),
+            created_at: Set(ctx.now()),
+        }
+        .insert(txn)
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                AppError::Conflict("the policy changed concurrently; read it again".into())
+            }
+            _ => err.into(),
+        })?;
+        let mut stages = Vec::with_capacity(self.rules.len());
+        for (rule, stage) in self.rules.iter().zip(&self.input.stages) {
+            let mut roles: Vec<String> = stage
+                .approver_roles
+                .iter()
+                .map(|r| r.trim().to_owned())
+                .collect();
+            roles.dedup();
+            stages.push(
+                policy_stage::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    policy_id: Set(policy_id),
+                    position: Set(rule.position),
+                    name: Set(stage.name.trim().to_owned()),
+                    approver_roles: Set(json!(roles)),
+                    required_approvals: Set(rule.required_approvals),
+                    min_amount: Set(rule.min_amount.map(|m| m.normalize().to_string())),
+                }
+                .insert(txn)
+                .await?,
+            );
+        }
+        let version_now = PolicyVersion {
+            policy: created,
+            stages,
+        };
+        let summary = format!(
+            "{} saved policy {} as version {version}",
+            ctx.actor.subject, self.input.key
+        );
+        let event = ctx
+            .event("policy.upserted", "policy", self.input.key.clone(), summary)
+            .before(previous.as_ref().map(policy_snapshot))
+            .after(policy_snapshot(&version_now));
+        Ok(Effect {
+            output: version_now,
+            response: json!({ "policyId": policy_id }),
+            event: Some(event),
+            outgoing: None,
+        })
+    }
+
+    async fn replay(
+        &self,
+        txn: &DatabaseTransaction,
+        ctx: &CommandContext,
+        stored: &Value,
+    ) -> Result<PolicyVersion, AppError> {
+        authorize(txn, &ctx.actor, Action::PolicyManage, Some(&self.input.key)).await?;
+        load_policy_version(txn, stored_id(stored, "policyId")?).await
+    }
+}
+
+fn policy_snapshot(version: &PolicyVersion) -> Value {
+    json!({
+        "key": version.policy.key,
+        "version": version.policy.version,
+        "name": version.policy.name,
+        "description": version.policy.description,
+        "expiresAfterSeconds": version.policy.expires_after_seconds,
+        "payloadSchema": version.policy.payload_schema,
+        "allowSameApproverAcrossStages": version.policy.allow_same_approver_across_stages,
+        "stages": version.stages.iter().map(|s| json!({
+            "position": s.position,
+            "name": s.name,
+            "approverRoles": s.approver_roles,
+            "requiredApprovals": s.required_approvals,
+            "minAmount": s.min_amount,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The newest version of the policy `key`.
+pub async fn current_policy<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+) -> Result<Option<PolicyVersion>, AppError> {
+    let Some(policy) = policy::Entity::find()
+        .filter(policy::Column::Key.eq(key))
+        .order_by_desc(policy::Column::Version)
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stages = stages_of(db, policy.id).await?;
+    Ok(Some(PolicyVersion { policy, stages }))
+}
+
+pub async fn load_policy_version<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<PolicyVersion, AppError> {
+    let policy = policy::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("policy {id} vanished"))?;
+    let stages = stages_of(db, id).await?;
+    Ok(PolicyVersion { policy, stages })
+}
+
+async fn stages_of<C: ConnectionTrait>(
+    db: &C,
+    policy_id: Uuid,
+) -> Result<Vec<policy_stage::Model>, AppError> {
+    Ok(policy_stage::Entity::find()
+        .filter(policy_stage::Column::PolicyId.eq(policy_id))
+        .order_by_asc(policy_stage::Column::Position)
+        .all(db)
+        .await?)
+}
+
+/// The current version of every policy the viewer may submit to, view, or manage.
+pub async fn visible_policies(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+) -> Result<Vec<PolicyVersion>, AppError> {
+    let grants = grants_for(db, viewer).await?;
+    let all_stages = policy_stage::Entity::find().all(db).await?;
+    let decides = |policy_id: Uuid| {
+        all_stages
+            .iter()
+            .filter(|s| s.policy_id == policy_id)
+            .any(|s| stage_roles(s).iter().any(|r| viewer.has_role(r)))
+    };
+    let all = policy::Entity::find()
+        .order_by_asc(policy::Column::Key)
+        .order_by_desc(policy::Column::Version)
+        .all(db)
+        .await?;
+    let mut current: Vec<policy::Model> = Vec::new();
+    for policy in all {
+        if current.last().is_some_and(|p| p.key == policy.key) {
+            continue; // an older version
+        }
+        let key = Some(policy.key.as_str());
+        if grants.allows(Action::PolicyManage, key)
+            || grants.allows(Action::RequestSubmit, key)
+            || grants.allows(Action::RequestView, key)
+            || decides(policy.id)
+        {
+            current.push(policy);
+        }
+    }
+    let mut versions = Vec::with_capacity(current.len());
+    for policy in current {
+        let stages = stages_of(db, policy.id).await?;
+        versions.push(PolicyVersion { policy, stages });
+    }
+    Ok(versions)
+}
+
+pub fn stage_rule(stage: &policy_stage::Model) -> Result<StageRule, AppError> {
+    Ok(StageRule {
+        position: stage.position,
+        required_approvals: stage.required_approvals,
+        min_amount: stage
+            .min_amount
+            .as_deref()
+            .map(stored_decimal)
+            .transpose()?,
+    })
+}

@@ -1,0 +1,345 @@
+//! The queue's reads: one request, the list, `myQueue`, and who could decide a request.
+//! Every rule about who sees or decides what comes from `access::requests`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{decision, policy, policy_stage, request, user};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::model::Status;
+use super::policies::PolicyVersion;
+use crate::access::requests::{
+    Asker, PolicyFacts, can_see, decidable_now, may_decide_now, stage_roles, visible,
+};
+use crate::access::{Grants, grants::grants_by_role, grants_for};
+use crate::error::AppError;
+use crate::kernel::Viewer;
+
+fn asker<'a>(viewer: &'a Viewer, grants: &'a Grants) -> Asker<'a> {
+    Asker {
+        subject: &viewer.subject,
+        roles: &viewer.roles,
+        grants,
+    }
+}
+
+/// The request `id`, if it exists and the viewer may see it.
+pub async fn find_visible(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Option<request::Model>, AppError> {
+    let Ok(id) = Uuid::parse_str(id.trim()) else {
+        return Ok(None);
+    };
+    let Some(row) = request::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let grants = grants_for(db, viewer).await?;
+    Ok(can_see(asker(viewer, &grants), &row).then_some(row))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, async_graphql::Enum)]
+#[graphql(name = "RequestOrder")]
+pub enum Order {
+    CreatedAtAsc,
+    #[default]
+    CreatedAtDesc,
+    ExpiresAtAsc,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    pub status: Option<Status>,
+    pub policy: Option<String>,
+    pub requester: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub search: Option<String>,
+}
+
+/// One page of a keyset-paginated list.
+pub struct Page {
+    pub rows: Vec<(String, request::Model)>,
+    pub has_next_page: bool,
+}
+
+pub const DEFAULT_PAGE: i32 = 20;
+pub const MAX_PAGE: i32 = 100;
+
+pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(AppError::bad_input(
+            "first",
+            format!("first must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(u64::try_from(first).unwrap_or(20))
+}
+
+/// A keyset cursor: the sort value and the id of the last row seen. Opaque to clients.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    use base64::Engine;
+    let raw = format!(
+        "{}|{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    use base64::Engine;
+    let bad = || AppError::bad_input("after", "not a cursor from this list");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = raw.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::parse_from_rfc3339(at)
+        .map_err(|_| bad())?
+        .with_timezone(&Utc);
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((at, id))
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    filter: RequestFilter,
+    order: Order,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<Page, AppError> {
+    let limit = page_size(first)?;
+    let grants = grants_for(db, viewer).await?;
+    let mut query = request::Entity::find().filter(visible(asker(viewer, &grants)));
+    if let Some(status) = filter.status {
+        query = query.filter(request::Column::Status.eq(status.as_str()));
+    }
+    if let Some(policy) = filter.policy {
+        query = query.filter(request::Column::PolicyKey.eq(policy));
+    }
+    if let Some(requester) = filter.requester {
+        query = query.filter(request::Column::RequesterSubject.eq(requester));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(request::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(request::Column::CreatedAt.lt(before));
+    }
+    if let Some(search) = filter.search.filter(|s| !s.trim().is_empty()) {
+        let pattern = format!("%{}%", escape_like(&search.trim().to_lowercase()));
+        query = query.filter(
+            Expr::expr(Func::lower(Expr::col(request::Column::Title)))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    let (sort_column, ascending) = match order {
+        Order::CreatedAtAsc => (request::Column::CreatedAt, true),
+        Order::CreatedAtDesc => (request::Column::CreatedAt, false),
+        Order::ExpiresAtAsc => (request::Column::ExpiresAt, true),
+    };
+    if let Some(cursor) = after {
+        let (at, id) = decode_cursor(&cursor)?;
+        let after_key = if ascending {
+            Condition::any().add(sort_column.gt(at)).add(
+                Condition::all()
+                    .add(sort_column.eq(at))
+                    .add(request::Column::Id.gt(id)),
+            )
+        } else {
+            Condition::any().add(sort_column.lt(at)).add(
+                Condition::all()
+                    .add(sort_column.eq(at))
+                    .add(request::Column::Id.lt(id)),
+            )
+        };
+        query = query.filter(after_key);
+    }
+    query = if ascending {
+        query
+            .order_by_asc(sort_column)
+            .order_by_asc(request::Column::Id)
+    } else {
+        query
+            .order_by_desc(sort_column)
+            .order_by_desc(request::Column::Id)
+    };
+    let rows = query.limit(limit + 1).all(db).await?;
+    Ok(into_page(rows, limit, |r| match order {
+        Order::ExpiresAtAsc => r.expires_at,
+        _ => r.created_at,
+    }))
+}
+
+fn into_page(
+    mut rows: Vec<request::Model>,
+    limit: u64,
+    sort_value: impl Fn(&request::Model) -> DateTime<Utc>,
+) -> Page {
+    let has_next_page = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Page {
+        rows: rows
+            .into_iter()
+            .map(|r| (encode_cursor(sort_value(&r), r.id), r))
+            .collect(),
+        has_next_page,
+    }
+}
+
+fn escape_like(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// What the viewer may see and decide now — pending, before its deadline, at a stage
+/// whose role they hold, not theirs and not already decided by them — oldest first.
+pub async fn my_queue(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    now: DateTime<Utc>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<Page, AppError> {
+    let limit = page_size(first)?;
+    let empty = Page {
+        rows: Vec::new(),
+        has_next_page: false,
+    };
+    if viewer.roles.is_empty() {
+        return Ok(empty);
+    }
+    let grants = grants_for(db, viewer).await?;
+    // Stage definitions are few; the ones the viewer decides are picked here, and the
+    // requests are then filtered in SQL.
+    let stages = policy_stage::Entity::find().all(db).await?;
+    let allow_across: HashMap<Uuid, bool> = policy::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.allow_same_approver_across_stages))
+        .collect();
+    let Some(decidable) = decidable_now(asker(viewer, &grants), &stages, &allow_across, now) else {
+        return Ok(empty);
+    };
+    let mut query = request::Entity::find().filter(decidable);
+    if let Some(cursor) = after {
+        let (at, id) = decode_cursor(&cursor)?;
+        query = query.filter(
+            Condition::any().add(request::Column::CreatedAt.gt(at)).add(
+                Condition::all()
+                    .add(request::Column::CreatedAt.eq(at))
+                    .add(request::Column::Id.gt(id)),
+            ),
+        );
+    }
+    let rows = query
+        .order_by_asc(request::Column::CreatedAt)
+        .order_by_asc(request::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(into_page(rows, limit, |r| r.created_at))
+}
+
+/// Whether the viewer may decide `request` now (its policy version and decisions given).
+pub fn viewer_may_decide(
+    viewer: &Viewer,
+    grants: &Grants,
+    request: &request::Model,
+    policy: &PolicyVersion,
+    decisions: &[decision::Model],
+    now: DateTime<Utc>,
+) -> bool {
+    may_decide_now(
+        asker(viewer, grants),
+        request,
+        facts(policy),
+        decisions,
+        now,
+    )
+}
+
+fn facts(policy: &PolicyVersion) -> PolicyFacts<'_> {
+    PolicyFacts {
+        stages: &policy.stages,
+        allow_same_approver_across_stages: policy.policy.allow_same_approver_across_stages,
+    }
+}
+
+/// Who could decide the request's current stage: its roles, and the known, enabled people
+/// holding one of them who may decide it now (the same rule as `viewerCanApprove`, with
+/// each person's own grants). Empty once the request is terminal.
+pub async fn eligible_approvers(
+    db: &DatabaseConnection,
+    request: &request::Model,
+    policy: &PolicyVersion,
+    decisions: &[decision::Model],
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, Vec<user::Model>), AppError> {
+    let stage = request
+        .current_stage
+        .filter(|_| request.status == Status::Pending.as_str())
+        .and_then(|pos| policy.stages.iter().find(|s| s.position == pos));
+    let Some(stage) = stage else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let roles = stage_roles(stage);
+    let holders = user::Entity::find()
+        .filter(role_holders(&roles))
+        .order_by_asc(user::Column::Subject)
+        .all(db)
+        .await?;
+    let held: Vec<Vec<String>> = holders
+        .iter()
+        .map(|u| serde_json::from_value(u.roles.clone()).unwrap_or_default())
+        .collect();
+    let by_role = grants_by_role(db, held.iter().flatten().cloned()).await?;
+    let mut eligible = Vec::new();
+    for (holder, their_roles) in holders.into_iter().zip(&held) {
+        let grants = Grants::new(
+            by_role
+                .iter()
+                .filter(|(role, _)| their_roles.contains(role))
+                .map(|(_, grant)| grant.clone()),
+        );
+        let asker = Asker {
+            subject: &holder.subject,
+            roles: their_roles,
+            grants: &grants,
+        };
+        if may_decide_now(asker, request, facts(policy), decisions, now) {
+            eligible.push(holder);
+        }
+    }
+    Ok((roles, eligible))
+}
+
+/// Users whose last token carried any of `roles`: a coarse text match in SQL, made exact
+/// in Rust by the decide rule.
+fn role_holders(roles: &[String]) -> Condition {
+    let mut any = Condition::any();
+    for role in roles {
+        let pattern = format!("%\"{}\"%", escape_like(role));
+        any = any.add(
+            Expr::expr(Func::cast_as(
+                Expr::col(user::Column::Roles),
+                Alias::new("TEXT"),
+            ))
+            .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    Condition::all()
+        .add(any)
+        .add(user::Column::DisabledAt.is_null())
+}
