@@ -27,7 +27,8 @@ use crate::auth::JwtVerifier;
 use crate::config::Config;
 use crate::demo::{self, Seeded};
 use crate::events::bus::EventBus;
-use crate::graphql::{self, CountersignSchema, graphiql, handlers};
+pub use crate::graphql::AppState;
+use crate::graphql::{self, graphiql, handlers};
 use crate::kernel::Clock;
 use crate::telemetry::Metrics;
 use crate::{db, jobs};
@@ -36,18 +37,6 @@ use crate::{db, jobs};
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long open connections (WebSockets included) get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub schema: CountersignSchema,
-    pub verifier: Arc<JwtVerifier>,
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    pub bus: Arc<EventBus>,
-    pub clock: Clock,
-}
 
 pub struct App {
     listener: TcpListener,

@@ -17,20 +17,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::audit;
+pub use crate::audit::service::Attempt;
 use crate::error::AppError;
 use crate::events::outbox::{self, Outgoing};
 use crate::idempotency::{self, Claim, CommandKey};
 use crate::kernel::{CommandContext, NewEvent};
-
-/// What was attempted, for the record of a refusal.
-#[derive(Clone, Debug)]
-pub struct Attempt {
-    /// e.g. `request.approve`; the refusal is recorded as `request.approve.denied`.
-    pub action: &'static str,
-    pub subject_type: &'static str,
-    pub subject_id: String,
-    pub request_id: Option<Uuid>,
-}
 
 /// What a command's `execute` did.
 pub struct Effect<T> {

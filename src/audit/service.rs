@@ -11,7 +11,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{GENESIS_HASH, canonical, chain_hash};
-use crate::command::Attempt;
 use crate::error::AppError;
 use crate::kernel::{CommandContext, NewEvent};
 
@@ -68,6 +67,16 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
         return Err(anyhow::anyhow!("the audit chain head moved during an append").into());
     }
     Ok(sequence)
+}
+
+/// What a refused command attempted, for its record.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// e.g. `request.approve`; the refusal is recorded as `request.approve.denied`.
+    pub action: &'static str,
+    pub subject_type: &'static str,
+    pub subject_id: String,
+    pub request_id: Option<Uuid>,
 }
 
 /// Records a refused command (FORBIDDEN) in its own transaction, after the command's own

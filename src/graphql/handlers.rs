@@ -8,9 +8,9 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::AppState;
 use super::graphiql;
 use super::transport_ws::{self, Dialect};
-use crate::app::AppState;
 use crate::auth::{AuthError, Identity, users};
 use crate::error::AppError;
 use crate::kernel::resolver::Correlation;

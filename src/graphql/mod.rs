@@ -21,10 +21,13 @@ use crate::admin::graphql::{AdminMutation, AdminQuery};
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery, ApprovalsSubscription};
 use crate::approvals::loader::Loaders;
 use crate::audit::graphql::AuditQuery;
+use crate::auth::JwtVerifier;
 use crate::auth::graphql::AuthQuery;
+use crate::config::Config;
 use crate::error::ensure_code;
 use crate::events::bus::EventBus;
 use crate::kernel::Clock;
+use crate::telemetry::Metrics;
 
 /// Operation limits: generous for the console, bounded for everyone.
 /// The depth leaves one level above what GraphiQL's own introspection query needs (15);
@@ -44,6 +47,18 @@ pub struct Mutation(ApprovalsMutation, AdminMutation);
 pub struct Subscription(ApprovalsSubscription);
 
 pub type CountersignSchema = Schema<Query, Mutation, Subscription>;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub schema: CountersignSchema,
+    pub verifier: Arc<JwtVerifier>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub bus: Arc<EventBus>,
+    pub clock: Clock,
+}
 
 /// The schema with its runtime data: the database handle, the event bus, the clock, and
 /// fresh DataLoaders for every operation.

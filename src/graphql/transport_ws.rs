@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use super::AppState;
 use crate::auth::{AuthError, Identity, Viewer, users};
 use crate::events::bus::BusEvent;
 

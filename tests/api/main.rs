@@ -16,6 +16,7 @@ mod expiry;
 mod graphiql;
 mod health;
 mod jwt;
+mod layers;
 mod lifecycle;
 mod permissions;
 mod queries;
