@@ -9,8 +9,10 @@ mod helpers;
 mod audit;
 mod lifecycle_helpers;
 
+mod access;
 mod auth;
 mod cli;
+mod errors;
 mod exactly_once;
 mod expiry;
 mod graphiql;
