@@ -3,6 +3,9 @@
 //! Everything the server needs to know about its surroundings is decided here, so the
 //! rest of the code never reads the environment. Secrets live in [`Secret`], whose
 //! `Debug` is redacted: a `Config` can be logged whole without leaking them.
+//!
+//! Longer than most files on purpose: one reader for every variable keeps their defaults
+//! and production refusals side by side; a quarter of it is the unit tests of those.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! The approval rules as pure functions: statuses, money, input limits, the stage plan and
 //! every transition a request can make (submit, decide, cancel, expire). No I/O here, so
 //! every rule is unit-tested directly. Who may decide is not here: see `access::requests`.
+//!
+//! Over 500 lines because a third of it is those unit tests, beside the rules they pin.
 
 use std::str::FromStr;
 
