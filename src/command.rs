@@ -33,6 +33,18 @@ pub struct Effect<T> {
     pub outgoing: Option<Outgoing>,
 }
 
+impl<T> Effect<T> {
+    /// A change that is audited but announces nothing outside (no outbox entry).
+    pub fn audited(output: T, response: Value, event: NewEvent) -> Self {
+        Self {
+            output,
+            response,
+            event: Some(event),
+            outgoing: None,
+        }
+    }
+}
+
 /// A command's answer, and whether it replays an earlier one.
 #[derive(Debug)]
 pub struct Ran<T> {

@@ -191,12 +191,7 @@ impl Command for ChangeGrant {
             .event(action_name, "role", role, summary)
             .before(Some(grants_snapshot(&before)))
             .after(grants_snapshot(&after));
-        Ok(Effect {
-            output: after,
-            response: json!({ "role": role }),
-            event: Some(event),
-            outgoing: None,
-        })
+        Ok(Effect::audited(after, json!({ "role": role }), event))
     }
 
     async fn replay(

@@ -156,12 +156,11 @@ impl Command for ChangeUser {
             .before(before.as_ref().map(user_snapshot))
             .after(user_snapshot(&after))
             .reason(Some(self.reason.clone()));
-        Ok(Effect {
-            output: after,
-            response: json!({ "subject": self.subject }),
-            event: Some(event),
-            outgoing: None,
-        })
+        Ok(Effect::audited(
+            after,
+            json!({ "subject": self.subject }),
+            event,
+        ))
     }
 
     async fn replay(

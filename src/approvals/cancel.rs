@@ -45,12 +45,7 @@ impl Command for Cancel {
     }
 
     fn attempt(&self) -> Attempt {
-        Attempt {
-            action: "request.cancel",
-            subject_type: "request",
-            subject_id: self.id.to_string(),
-            request_id: Some(self.id),
-        }
+        Attempt::on_request("request.cancel", self.id)
     }
 
     async fn execute(

@@ -65,15 +65,11 @@ impl Command for Decide {
     }
 
     fn attempt(&self) -> Attempt {
-        Attempt {
-            action: match self.verdict {
-                Verdict::Approve => "request.approve",
-                Verdict::Reject => "request.reject",
-            },
-            subject_type: "request",
-            subject_id: self.id.to_string(),
-            request_id: Some(self.id),
-        }
+        let action = match self.verdict {
+            Verdict::Approve => "request.approve",
+            Verdict::Reject => "request.reject",
+        };
+        Attempt::on_request(action, self.id)
     }
 
     async fn execute(

@@ -30,12 +30,7 @@ impl Command for Expire {
     }
 
     fn attempt(&self) -> Attempt {
-        Attempt {
-            action: "request.expire",
-            subject_type: "request",
-            subject_id: self.0.to_string(),
-            request_id: Some(self.0),
-        }
+        Attempt::on_request("request.expire", self.0)
     }
 
     async fn execute(

@@ -244,12 +244,11 @@ impl Command for UpsertPolicy {
             .event("policy.upserted", "policy", self.input.key.clone(), summary)
             .before(previous.as_ref().map(policy_snapshot))
             .after(policy_snapshot(&version_now));
-        Ok(Effect {
-            output: version_now,
-            response: json!({ "policyId": policy_id }),
-            event: Some(event),
-            outgoing: None,
-        })
+        Ok(Effect::audited(
+            version_now,
+            json!({ "policyId": policy_id }),
+            event,
+        ))
     }
 
     async fn replay(

@@ -79,6 +79,18 @@ pub struct Attempt {
     pub request_id: Option<Uuid>,
 }
 
+impl Attempt {
+    /// An attempt at `action` on the request `id`.
+    pub fn on_request(action: &'static str, id: Uuid) -> Self {
+        Self {
+            action,
+            subject_type: "request",
+            subject_id: id.to_string(),
+            request_id: Some(id),
+        }
+    }
+}
+
 /// Records a refused command (FORBIDDEN) in its own transaction, after the command's own
 /// transaction rolled back: who tried what, on what, and why it was refused.
 pub async fn record_denied(
