@@ -30,7 +30,7 @@ use crate::events::bus::EventBus;
 pub use crate::graphql::AppState;
 use crate::graphql::{self, graphiql, handlers};
 use crate::kernel::Clock;
-use crate::telemetry::Metrics;
+use crate::telemetry::{self, Metrics};
 use crate::{db, jobs};
 
 /// The largest request body accepted: a 64 KiB payload plus the rest of an operation.
@@ -60,6 +60,7 @@ impl App {
         let statements = metrics.db_statements.clone();
         db.set_metric_callback(move |info| {
             statements.increment(1);
+            telemetry::statement_executed();
             tracing::trace!(target: "countersign::sql", sql = %info.statement.sql, failed = info.failed);
         });
         db::migrate_up(&db).await?;

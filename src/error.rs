@@ -121,6 +121,22 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// The error as it goes into a response on its own (HTTP 401 and 500 bodies, and the
+    /// errors `ensure_code` codes): no location, no path.
+    pub fn to_server_error(&self) -> async_graphql::ServerError {
+        let error = self.to_graphql_error();
+        let mut server = async_graphql::ServerError::new(error.message, None);
+        server.extensions = error.extensions;
+        server
+    }
+
+    /// A whole GraphQL response carrying only this error.
+    pub fn to_response(&self) -> async_graphql::Response {
+        async_graphql::Response::from_errors(vec![self.to_server_error()])
+    }
+}
+
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
         err.to_graphql_error()
@@ -139,27 +155,59 @@ impl From<sea_orm::DbErr> for AppError {
     }
 }
 
-/// Gives errors that async-graphql itself raises (parse, validation, limits) a code too,
-/// so every error a client sees carries `extensions.code` and `extensions.retryable`.
-pub fn ensure_code(mut error: async_graphql::ServerError) -> async_graphql::ServerError {
+/// Gives errors that async-graphql itself raises a code too, so every error a client sees
+/// carries `extensions.code` and `extensions.retryable`. Ours always have one already.
+///
+/// A codeless error is classified by the phase that raised it, which its `path` tells:
+/// - no path: the operation was refused before it ran (parse, validation, limits) — the
+///   caller's to fix, BAD_USER_INPUT, or QUERY_REJECTED when a limit refused it. Inputs are
+///   checked in this phase too: every input scalar implements `is_valid`
+///   (`kernel::Timestamp`, `approvals::model::Amount`'s Decimal check).
+/// - a path: a field failed while running, and every resolver of ours returns a coded
+///   [`AppError`], so this is a fault in the server. INTERNAL: logged, masked.
+pub fn ensure_code(error: async_graphql::ServerError) -> async_graphql::ServerError {
     let has_code = error
         .extensions
         .as_ref()
         .is_some_and(|ext| ext.get("code").is_some());
-    if !has_code {
-        let code = if error.message.contains("nested too deep")
-            || error.message.contains("too complex")
-            || error.message.contains("too many")
-        {
-            "QUERY_REJECTED"
-        } else {
-            "BAD_USER_INPUT"
-        };
-        let ext = error.extensions.get_or_insert_with(Default::default);
-        ext.set("code", code);
-        ext.set("retryable", false);
+    if has_code {
+        return error;
     }
-    error
+    if !error.path.is_empty() {
+        let fault = AppError::Internal(anyhow::anyhow!(
+            "uncoded error at {:?}: {}",
+            error.path,
+            error.message
+        ));
+        let mut masked = fault.to_server_error();
+        masked.locations = error.locations;
+        masked.path = error.path;
+        return masked;
+    }
+    let refused = if is_limit(&error.message) {
+        AppError::QueryRejected(error.message)
+    } else {
+        AppError::BadUserInput {
+            message: error.message,
+            field: None,
+        }
+    };
+    let mut coded = refused.to_server_error();
+    coded.locations = error.locations;
+    coded
+}
+
+/// The limits set on the schema (`graphql::MAX_*`) refuse an operation with these messages;
+/// async-graphql gives them no code of their own.
+fn is_limit(message: &str) -> bool {
+    [
+        "Query is nested too deep",
+        "Query is too complex",
+        "recursion limit exceeded",
+        "The number of directives on the field",
+    ]
+    .iter()
+    .any(|limit| message.contains(limit))
 }
 
 #[cfg(test)]
@@ -228,5 +276,49 @@ mod tests {
             ext.get("field"),
             Some(&async_graphql::Value::from("amount"))
         );
+    }
+
+    fn codeless(message: &str, path: bool) -> async_graphql::ServerError {
+        let mut error = async_graphql::ServerError::new(message, None);
+        if path {
+            error.path = vec![async_graphql::PathSegment::Field("requests".into())];
+        }
+        error
+    }
+
+    fn code_of(error: &async_graphql::ServerError) -> Option<&async_graphql::Value> {
+        error.extensions.as_ref()?.get("code")
+    }
+
+    #[test]
+    fn a_codeless_error_while_running_is_internal_and_masked() {
+        let coded = ensure_code(codeless("connection reset; password=hunter2", true));
+        assert_eq!(
+            code_of(&coded),
+            Some(&async_graphql::Value::from("INTERNAL"))
+        );
+        assert_eq!(coded.message, "internal error");
+        assert_eq!(coded.path.len(), 1);
+    }
+
+    #[test]
+    fn a_codeless_refusal_before_running_is_the_callers() {
+        let unknown = ensure_code(codeless("Unknown field \"x\" on type \"Query\".", false));
+        assert_eq!(
+            code_of(&unknown),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert!(unknown.message.contains("Unknown field"));
+        let deep = ensure_code(codeless("Query is nested too deep.", false));
+        assert_eq!(
+            code_of(&deep),
+            Some(&async_graphql::Value::from("QUERY_REJECTED"))
+        );
+    }
+
+    #[test]
+    fn a_coded_error_is_left_alone() {
+        let forbidden = AppError::Forbidden("no".into()).to_server_error();
+        assert_eq!(ensure_code(forbidden.clone()), forbidden);
     }
 }

@@ -4,6 +4,10 @@
 //! Split in two small functions (build, install) so tests can route logs to a sink.
 //! Nothing here may log configuration values that hold secrets.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt};
@@ -50,6 +54,8 @@ pub struct Metrics {
     handle: PrometheusHandle,
     /// SQL statements executed, transactions included.
     pub db_statements: metrics::Counter,
+    /// SQL statements per GraphQL operation over HTTP (admission check included).
+    pub operation_statements: metrics::Histogram,
     _recorder: PrometheusRecorder,
 }
 
@@ -57,16 +63,24 @@ impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let db_statements = metrics::with_local_recorder(&recorder, || {
+        let (db_statements, operation_statements) = metrics::with_local_recorder(&recorder, || {
             metrics::describe_counter!(
                 "countersign_db_statements_total",
                 "SQL statements executed, transactions included"
             );
-            metrics::counter!("countersign_db_statements_total")
+            metrics::describe_histogram!(
+                "countersign_operation_statements",
+                "SQL statements per GraphQL operation over HTTP"
+            );
+            (
+                metrics::counter!("countersign_db_statements_total"),
+                metrics::histogram!("countersign_operation_statements"),
+            )
         });
         Self {
             handle,
             db_statements,
+            operation_statements,
             _recorder: recorder,
         }
     }
@@ -81,4 +95,30 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+tokio::task_local! {
+    static OPERATION_STATEMENTS: Arc<AtomicU64>;
+}
+
+/// Runs one operation and counts the SQL statements it issues, including those of tasks it
+/// spawns through [`in_current_operation`] (the DataLoaders). Background jobs and other
+/// operations running at the same time are not counted.
+pub async fn count_statements<F: Future>(operation: F) -> (F::Output, u64) {
+    let count = Arc::new(AtomicU64::new(0));
+    let output = OPERATION_STATEMENTS.scope(count.clone(), operation).await;
+    (output, count.load(Ordering::Relaxed))
+}
+
+/// Called by the database's statement callback: one more for the current operation, if any.
+pub fn statement_executed() {
+    let _ = OPERATION_STATEMENTS.try_with(|count| count.fetch_add(1, Ordering::Relaxed));
+}
+
+/// A task spawned on behalf of the current operation keeps counting towards it.
+pub fn in_current_operation<F: Future>(task: F) -> impl Future<Output = F::Output> {
+    let count = OPERATION_STATEMENTS
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(AtomicU64::new(0)));
+    OPERATION_STATEMENTS.scope(count, task)
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::{role_permission, user};
 
 use super::grants::{ChangeGrant, GrantChange};
@@ -14,6 +13,7 @@ use crate::access::{Action, authorize};
 use crate::command;
 use crate::error::{self, AppError};
 use crate::events::bus::{BusEvent, EventBus};
+use crate::kernel::Timestamp;
 use crate::kernel::resolver::{command_context, db, require_viewer};
 
 /// One grant of an action to a role.
@@ -24,7 +24,7 @@ pub struct RolePermission {
     /// The policy it is limited to; null means every policy.
     policy: Option<String>,
     granted_by: String,
-    granted_at: DateTime<Utc>,
+    granted_at: Timestamp,
 }
 
 impl TryFrom<role_permission::Model> for RolePermission {
@@ -38,7 +38,7 @@ impl TryFrom<role_permission::Model> for RolePermission {
             role: row.role,
             policy: row.policy_key,
             granted_by: row.granted_by,
-            granted_at: row.granted_at,
+            granted_at: Timestamp(row.granted_at),
         })
     }
 }
@@ -102,12 +102,12 @@ pub struct UserAccount {
     email: Option<String>,
     /// The roles their last token carried.
     roles: Vec<String>,
-    last_seen_at: DateTime<Utc>,
+    last_seen_at: Timestamp,
     /// Set while the user is disabled; every request they make is refused.
-    disabled_at: Option<DateTime<Utc>>,
+    disabled_at: Option<Timestamp>,
     disabled_reason: Option<String>,
     /// Tokens issued before this are refused.
-    sessions_revoked_at: Option<DateTime<Utc>>,
+    sessions_revoked_at: Option<Timestamp>,
 }
 
 impl From<user::Model> for UserAccount {
@@ -117,10 +117,10 @@ impl From<user::Model> for UserAccount {
             subject: row.subject,
             name: row.name,
             email: row.email,
-            last_seen_at: row.last_seen_at,
-            disabled_at: row.disabled_at,
+            last_seen_at: Timestamp(row.last_seen_at),
+            disabled_at: row.disabled_at.map(Timestamp),
             disabled_reason: row.disabled_reason,
-            sessions_revoked_at: row.sessions_revoked_at,
+            sessions_revoked_at: row.sessions_revoked_at.map(Timestamp),
         }
     }
 }

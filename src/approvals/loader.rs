@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::access::{Grants, grants_for};
 use crate::error::AppError;
 use crate::kernel::Viewer;
+use crate::telemetry;
 
 /// Every loader of one operation.
 pub struct Loaders {
@@ -36,7 +37,8 @@ impl Loaders {
         where
             T: Send + Sync + 'static,
         {
-            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+            let spawn = |batch| tokio::spawn(telemetry::in_current_operation(batch));
+            DataLoader::with_cache(loader, spawn, HashMapCache::default())
         }
         Self {
             policies: cached(PolicyLoader(db.clone())),

@@ -2,7 +2,6 @@
 //! is `ApprovalRequest.auditTrail`, for anyone who may see the request.
 
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::audit_event;
 use serde_json::Value;
 use uuid::Uuid;
@@ -10,6 +9,7 @@ use uuid::Uuid;
 use super::service::{self, AuditFilter};
 use crate::access::{Action, authorize};
 use crate::error::{self, AppError};
+use crate::kernel::Timestamp;
 use crate::kernel::resolver::{db, require_viewer};
 
 const DEFAULT_PAGE: i32 = 20;
@@ -33,8 +33,8 @@ impl AuditEventNode {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+    async fn occurred_at(&self) -> Timestamp {
+        Timestamp(self.0.occurred_at)
     }
     /// The subject who acted, or `system`.
     async fn actor(&self) -> &str {
@@ -96,9 +96,9 @@ pub struct AuditEventFilter {
     subject_id: Option<String>,
     request_id: Option<ID>,
     /// Inclusive.
-    from: Option<DateTime<Utc>>,
+    from: Option<Timestamp>,
     /// Exclusive.
-    to: Option<DateTime<Utc>>,
+    to: Option<Timestamp>,
 }
 
 #[derive(SimpleObject)]
@@ -179,8 +179,8 @@ impl AuditQuery {
             subject_type: filter.subject_type,
             subject_id: filter.subject_id,
             request_id,
-            from: filter.from,
-            to: filter.to,
+            from: filter.from.map(|t| t.0),
+            to: filter.to.map(|t| t.0),
         };
         let (rows, more) =
             service::list(db, &filter, u64::try_from(first).unwrap_or(20), before).await?;

@@ -14,13 +14,27 @@ use super::transport_ws::{self, Dialect};
 use crate::auth::{AuthError, Identity, users};
 use crate::error::AppError;
 use crate::kernel::resolver::Correlation;
+use crate::telemetry;
 
-/// `POST /graphql`.
+/// `POST /graphql`. The answer says in `x-sql-statements` how many SQL statements it cost
+/// (admission check included); `/metrics` keeps the same numbers as a histogram.
 pub async fn graphql_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
+    let metrics = state.metrics.clone();
+    let (mut response, statements) =
+        telemetry::count_statements(answer(state, headers, request)).await;
+    #[allow(clippy::cast_precision_loss)]
+    metrics.operation_statements.record(statements as f64);
+    response
+        .headers_mut()
+        .insert("x-sql-statements", HeaderValue::from(statements));
+    response
+}
+
+async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) -> Response {
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => match value.to_str() {
@@ -139,28 +153,18 @@ fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
 
 /// HTTP 500 with a GraphQL-shaped INTERNAL error; the cause is logged, never sent.
 fn internal(err: &AppError) -> Response {
-    err.log_if_internal();
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{
-            "message": err.client_message(),
-            "extensions": { "code": err.code(), "retryable": err.retryable() },
-        }],
-    });
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        GraphQLResponse::from(err.to_response()),
+    )
+        .into_response()
 }
 
 /// HTTP 401 with a GraphQL-shaped body, so clients handle it like any other error.
 fn unauthenticated(err: &AuthError) -> Response {
     tracing::info!(reason = %err, "refused a bearer token");
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{
-            "message": err.client_message(),
-            "extensions": { "code": "UNAUTHENTICATED", "retryable": false },
-        }],
-    });
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let body = AppError::Unauthenticated(err.client_message()).to_response();
+    let mut response = (StatusCode::UNAUTHORIZED, GraphQLResponse::from(body)).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),

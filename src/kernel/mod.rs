@@ -5,6 +5,7 @@
 //! - [`context`]: the [`CommandContext`] a command runs under (actor, correlation id,
 //!   idempotency key, clock) and the constructor of the audit event it records.
 //! - [`resolver`]: what every resolver reads from the GraphQL context.
+//! - [`timestamp`]: the API's `DateTime` scalar, checked when an operation is validated.
 //!
 //! `docs/ARCHITECTURE.md` lists the layers; `tests/api/layers.rs` keeps them honest.
 
@@ -12,7 +13,9 @@ pub mod clock;
 pub mod context;
 pub mod identity;
 pub mod resolver;
+pub mod timestamp;
 
 pub use clock::Clock;
 pub use context::{CommandContext, NewEvent};
 pub use identity::{Identity, SYSTEM, Viewer};
+pub use timestamp::Timestamp;

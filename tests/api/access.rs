@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Persona, TestApp, spawn_app};
 use crate::lifecycle_helpers::*;
 

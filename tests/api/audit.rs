@@ -10,7 +10,6 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app};
 use crate::lifecycle_helpers::*;
 

@@ -6,7 +6,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Persona, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, TestApp, spawn_app};
 
 const VIEWER: &str = "{ viewer { subject name email roles } }";

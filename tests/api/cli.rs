@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::backend_tests;
 use crate::helpers::{TEST_SECRET, TestDatabase, spawn_app};
 
 /// The binary with an empty environment, so nothing leaks in from the developer's shell.
@@ -137,69 +136,72 @@ backend_tests! {
     }
 }
 
-#[tokio::test]
-async fn production_refuses_to_start_without_jwt_configuration() {
-    let cwd = scratch_dir();
-    let output = countersign(&cwd)
-        .arg("serve")
-        .env("COUNTERSIGN_ENV", "production")
-        .env("DATABASE_URL", "sqlite::memory:")
-        .output()
-        .await
-        .expect("running countersign serve");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("COUNTERSIGN_JWT_SECRET"), "{stderr}");
-    assert!(
-        std::fs::read_dir(&cwd).expect("ls").next().is_none(),
-        "nothing written: no database, no generated secret"
-    );
-    std::fs::remove_dir_all(cwd).ok();
-}
-
-#[tokio::test]
-async fn every_command_explains_itself_with_help() {
-    let cwd = scratch_dir();
-    for args in [
-        &["--help"][..],
-        &["serve", "--help"],
-        &["migrate", "--help"],
-        &["migrate", "up", "--help"],
-        &["migrate", "down", "--help"],
-        &["migrate", "status", "--help"],
-        &["schema", "--help"],
-        &["token", "--help"],
-        &["audit", "--help"],
-        &["audit", "verify", "--help"],
-        &["audit", "checkpoint", "--help"],
-        &["audit", "export", "--help"],
-    ] {
+plain_tests! {
+    async fn production_refuses_to_start_without_jwt_configuration() {
+        let cwd = scratch_dir();
         let output = countersign(&cwd)
-            .args(args)
+            .arg("serve")
+            .env("COUNTERSIGN_ENV", "production")
+            .env("DATABASE_URL", "sqlite::memory:")
             .output()
             .await
-            .expect("running --help");
-        assert!(output.status.success(), "{args:?}");
+            .expect("running countersign serve");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("COUNTERSIGN_JWT_SECRET"), "{stderr}");
         assert!(
-            String::from_utf8_lossy(&output.stdout).contains("Usage:"),
-            "{args:?}"
+            std::fs::read_dir(&cwd).expect("ls").next().is_none(),
+            "nothing written: no database, no generated secret"
         );
+        std::fs::remove_dir_all(cwd).ok();
     }
-    std::fs::remove_dir_all(cwd).ok();
 }
 
-#[tokio::test]
-async fn the_schema_command_prints_the_checked_in_contract() {
-    let cwd = scratch_dir();
-    let output = countersign(&cwd)
-        .arg("schema")
-        .output()
-        .await
-        .expect("running schema");
-    assert!(output.status.success());
-    let checked_in =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-            .expect("schema.graphql");
-    assert_eq!(String::from_utf8(output.stdout).expect("utf-8"), checked_in);
-    std::fs::remove_dir_all(cwd).ok();
+plain_tests! {
+    async fn every_command_explains_itself_with_help() {
+        let cwd = scratch_dir();
+        for args in [
+            &["--help"][..],
+            &["serve", "--help"],
+            &["migrate", "--help"],
+            &["migrate", "up", "--help"],
+            &["migrate", "down", "--help"],
+            &["migrate", "status", "--help"],
+            &["schema", "--help"],
+            &["token", "--help"],
+            &["audit", "--help"],
+            &["audit", "verify", "--help"],
+            &["audit", "checkpoint", "--help"],
+            &["audit", "export", "--help"],
+        ] {
+            let output = countersign(&cwd)
+                .args(args)
+                .output()
+                .await
+                .expect("running --help");
+            assert!(output.status.success(), "{args:?}");
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains("Usage:"),
+                "{args:?}"
+            );
+        }
+        std::fs::remove_dir_all(cwd).ok();
+    }
+}
+
+plain_tests! {
+    async fn the_schema_command_prints_the_checked_in_contract() {
+        let cwd = scratch_dir();
+        let output = countersign(&cwd)
+            .arg("schema")
+            .output()
+            .await
+            .expect("running schema");
+        assert!(output.status.success());
+        let checked_in =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+                .expect("schema.graphql");
+        assert_eq!(String::from_utf8(output.stdout).expect("utf-8"), checked_in);
+        std::fs::remove_dir_all(cwd).ok();
+    }
 }

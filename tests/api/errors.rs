@@ -8,7 +8,6 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::backend_tests;
 use crate::helpers::TestDatabase;
 
 backend_tests! {
@@ -84,5 +83,39 @@ backend_tests! {
         assert!(logged.contains("ERROR"), "{logged}");
         child.kill().await.ok();
         std::fs::remove_dir_all(cwd).ok();
+    }
+}
+
+backend_tests! {
+    /// A malformed date-time is refused while the operation is validated, before anything
+    /// runs: BAD_USER_INPUT with no `path`, as a literal and as a variable.
+    async fn a_malformed_date_time_is_refused_before_execution(backend) {
+        let app = crate::helpers::spawn_app(backend).await;
+        let grace = app.token_for(crate::helpers::Persona::Grace);
+        let literal = app
+            .graphql(Some(&grace), r#"{ requests(filter: { createdAfter: "nope" }) { edges { cursor } } }"#, json!({}))
+            .await;
+        let variable = app
+            .graphql(
+                Some(&grace),
+                "query($from: DateTime) { auditEvents(filter: { from: $from }) { edges { cursor } } }",
+                json!({ "from": "2026-13-45" }),
+            )
+            .await;
+        for refused in [literal, variable] {
+            assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"), "{}", refused.body);
+            assert!(refused.body["errors"][0].get("path").is_none(), "{}", refused.body);
+            assert!(refused.body["data"].is_null(), "{}", refused.body);
+        }
+        let fine = app
+            .graphql(
+                Some(&grace),
+                "query($from: DateTime) { auditEvents(filter: { from: $from }) { edges { node { occurredAt } } } }",
+                json!({ "from": "2020-01-01T00:00:00Z" }),
+            )
+            .await;
+        let occurred = fine.expect_ok()["auditEvents"]["edges"][0]["node"]["occurredAt"].clone();
+        let occurred: chrono::DateTime<chrono::Utc> = occurred.as_str().unwrap().parse().unwrap();
+        assert!(occurred.timestamp() > 1_577_836_800);
     }
 }

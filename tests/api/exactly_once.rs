@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Persona, spawn_app};
 use crate::lifecycle_helpers::*;
 

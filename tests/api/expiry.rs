@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_app_with, spawn_replica};
 use crate::lifecycle_helpers::*;
 
@@ -76,26 +75,24 @@ backend_tests! {
     }
 }
 
-/// Two replicas sweep the same PostgreSQL database: the request expires exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_expire_a_request_exactly_once_on_postgres() {
-    if !crate::helpers::postgres_ready().await {
-        return;
+postgres_tests! {
+    /// Two replicas sweep the same PostgreSQL database: the request expires exactly once.
+    async fn two_replicas_expire_a_request_exactly_once_on_postgres() {
+        let a = spawn_app(Backend::Postgres).await;
+        let _b = spawn_replica(&a).await;
+        let request = submit(&a, Persona::Alice, refund("250.00")).await;
+        a.clock.advance(PAST_EVERY_DEADLINE);
+        let expired = wait_for_status(&a, &request["id"], "EXPIRED").await;
+        // Several sweeps of both replicas (every 200 ms each) have run by then.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let trail =
+            request_as(&a, &a.token_for(Persona::Alice), &request["id"]).await["auditTrail"].clone();
+        let expiries = trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "request.expired")
+            .count();
+        assert_eq!(expiries, 1, "{expired}");
     }
-    let a = spawn_app(Backend::Postgres).await;
-    let _b = spawn_replica(&a).await;
-    let request = submit(&a, Persona::Alice, refund("250.00")).await;
-    a.clock.advance(PAST_EVERY_DEADLINE);
-    let expired = wait_for_status(&a, &request["id"], "EXPIRED").await;
-    // Several sweeps of both replicas (every 200 ms each) have run by then.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let trail =
-        request_as(&a, &a.token_for(Persona::Alice), &request["id"]).await["auditTrail"].clone();
-    let expiries = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "request.expired")
-        .count();
-    assert_eq!(expiries, 1, "{expired}");
 }

@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-use crate::backend_tests;
 use crate::helpers::{Persona, spawn_app, spawn_app_with};
 
 backend_tests! {

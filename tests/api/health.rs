@@ -1,6 +1,5 @@
 //! Liveness, readiness and the request id every response carries.
 
-use crate::backend_tests;
 use crate::helpers::{Backend, spawn_app};
 
 backend_tests! {

@@ -3,8 +3,8 @@
 //!
 //! PostgreSQL is found at `COUNTERSIGN_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL half
-//! of each test is skipped with a note, unless `COUNTERSIGN_REQUIRE_POSTGRES=1` (CI), where
-//! it fails the test.
+//! of each test is reported as ignored, unless `COUNTERSIGN_REQUIRE_POSTGRES=1` (CI), where
+//! it fails (see `harness`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,34 +23,6 @@ pub const TEST_ISSUER: &str = "countersign";
 pub const TEST_AUDIENCE: &str = "countersign";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// Runs each listed test twice: `…::on_sqlite` and `…::on_postgres`.
-#[macro_export]
-macro_rules! backend_tests {
-    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)+) => {
-        $(
-            $(#[$meta])*
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn run($backend: $crate::helpers::Backend) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn on_sqlite() {
-                    run($crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn on_postgres() {
-                    if $crate::helpers::postgres_ready().await {
-                        run($crate::helpers::Backend::Postgres).await
-                    }
-                }
-            }
-        )+
-    };
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -65,26 +37,48 @@ fn postgres_required() -> bool {
     std::env::var("COUNTERSIGN_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
 }
 
-/// Whether the PostgreSQL half of a test should run. Panics when PostgreSQL is required
-/// but unreachable, so CI can never pass by skipping.
-pub async fn postgres_ready() -> bool {
-    let mut options = ConnectOptions::new(postgres_base_url());
-    options
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    match Database::connect(options).await {
-        Ok(db) => {
-            let _ = db.close().await;
-            true
-        }
-        Err(err) if postgres_required() => {
-            panic!("PostgreSQL is required (COUNTERSIGN_REQUIRE_POSTGRES=1) but unreachable: {err}")
-        }
-        Err(err) => {
-            eprintln!("skipping the PostgreSQL half of this test: {err}");
-            false
+/// Why the PostgreSQL halves cannot run, and whether that fails the run.
+#[derive(Debug)]
+pub struct Unreachable {
+    pub required: bool,
+    cause: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.required {
+            write!(
+                f,
+                "required (COUNTERSIGN_REQUIRE_POSTGRES=1) but unreachable: {}",
+                self.cause
+            )
+        } else {
+            write!(f, "ignored, PostgreSQL is unreachable: {}", self.cause)
         }
     }
+}
+
+/// Whether PostgreSQL answers, asked once before any test runs.
+pub fn postgres_probe() -> Result<(), Unreachable> {
+    let unreachable = |cause: String| Unreachable {
+        required: postgres_required(),
+        cause,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| unreachable(err.to_string()))?;
+    runtime.block_on(async {
+        let mut options = ConnectOptions::new(postgres_base_url());
+        options
+            .connect_timeout(Duration::from_secs(3))
+            .sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|err| unreachable(err.to_string()))?;
+        let _ = db.close().await;
+        Ok(())
+    })
 }
 
 /// A fresh, empty database; dropped (PostgreSQL) or deleted (SQLite) with this value.
@@ -268,6 +262,8 @@ pub struct TestApp {
 pub struct GraphqlResponse {
     pub status: u16,
     pub body: Value,
+    /// `x-sql-statements`: what this operation cost the database, counted by the server.
+    statements: Option<u64>,
 }
 
 impl GraphqlResponse {
@@ -289,6 +285,11 @@ impl GraphqlResponse {
             self.body
         );
         self.data()
+    }
+
+    /// The SQL statements the server ran for this operation alone.
+    pub fn statements(&self) -> u64 {
+        self.statements.expect("an x-sql-statements header")
     }
 }
 
@@ -404,8 +405,16 @@ impl TestApp {
         }
         let response = request.send().await.expect("POST /graphql");
         let status = response.status().as_u16();
+        let statements = response
+            .headers()
+            .get("x-sql-statements")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let body = response.json().await.expect("a JSON body");
-        GraphqlResponse { status, body }
+        GraphqlResponse {
+            status,
+            body,
+            statements,
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -8,7 +8,6 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Backend, TEST_AUDIENCE, TEST_ISSUER, TestApp, spawn_app_with};
 
 const VIEWER: &str = "{ viewer { subject } }";

@@ -132,35 +132,37 @@ fn violations(layers: &[String]) -> Vec<String> {
     found
 }
 
-#[test]
-fn no_module_uses_a_layer_above_it() {
-    let found = violations(&layers());
-    assert!(found.is_empty(), "upward imports:\n{}", found.join("\n"));
+plain_tests! {
+    async fn no_module_uses_a_layer_above_it() {
+        let found = violations(&layers());
+        assert!(found.is_empty(), "upward imports:\n{}", found.join("\n"));
+    }
 }
 
-#[test]
-fn the_check_sees_an_upward_import() {
-    assert_eq!(
-        referenced("use crate::approvals::model::Status; // crate::cli"),
-        ["approvals"]
-    );
-    assert_eq!(
-        referenced("let x = $crate::db::begin(); crate::write_transaction!(db, |t| {})"),
-        ["db"]
-    );
-    assert_eq!(
-        referenced("use crate::{db, jobs::{a, b}, cli};"),
-        ["db", "jobs", "cli"]
-    );
-    // With `access` listed above `kernel`, kernel's own use of it would be upward.
-    let mut swapped = layers();
-    let kernel = swapped.iter().position(|m| m == "kernel").expect("kernel");
-    let error = swapped.iter().position(|m| m == "error").expect("error");
-    swapped.swap(kernel, error);
-    assert!(
-        violations(&swapped)
-            .iter()
-            .any(|v| v.contains("kernel (layer 0) uses error")),
-        "reordering the layers must expose kernel's use of error"
-    );
+plain_tests! {
+    async fn the_check_sees_an_upward_import() {
+        assert_eq!(
+            referenced("use crate::approvals::model::Status; // crate::cli"),
+            ["approvals"]
+        );
+        assert_eq!(
+            referenced("let x = $crate::db::begin(); crate::write_transaction!(db, |t| {})"),
+            ["db"]
+        );
+        assert_eq!(
+            referenced("use crate::{db, jobs::{a, b}, cli};"),
+            ["db", "jobs", "cli"]
+        );
+        // With `access` listed above `kernel`, kernel's own use of it would be upward.
+        let mut swapped = layers();
+        let kernel = swapped.iter().position(|m| m == "kernel").expect("kernel");
+        let error = swapped.iter().position(|m| m == "error").expect("error");
+        swapped.swap(kernel, error);
+        assert!(
+            violations(&swapped)
+                .iter()
+                .any(|v| v.contains("kernel (layer 0) uses error")),
+            "reordering the layers must expose kernel's use of error"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 // A failed unwrap in a test is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+mod harness;
 mod helpers;
 
 mod audit;
@@ -25,3 +27,7 @@ mod queries;
 mod schema;
 mod subscriptions;
 mod websocket;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}

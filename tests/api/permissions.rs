@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 use crate::lifecycle_helpers::*;
 
@@ -180,42 +179,40 @@ backend_tests! {
     }
 }
 
-/// Replicas share one database only on PostgreSQL, so this runs there alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabling_on_one_replica_refuses_the_next_request_on_another_on_postgres() {
-    if !crate::helpers::postgres_ready().await {
-        return;
-    }
-    {
-        let a = spawn_app(Backend::Postgres).await;
-        let b = spawn_replica(&a).await;
-        let bob = a.token_for(Persona::Bob);
-        b.graphql(Some(&bob), VIEWER, json!({})).await.expect_ok();
-        a.graphql_as(
-            Persona::Grace,
-            DISABLE,
-            json!({ "input": { "subject": "bob", "reason": "incident 7" } }),
-        )
-        .await
-        .expect_ok();
-        let on_b = b.graphql(Some(&bob), VIEWER, json!({})).await;
-        assert_eq!(on_b.status, 401);
-        assert_eq!(on_b.error_code(), Some("UNAUTHENTICATED"));
+postgres_tests! {
+    /// Replicas share one database only on PostgreSQL, so this runs there alone.
+    async fn disabling_on_one_replica_refuses_the_next_request_on_another_on_postgres() {
+        {
+            let a = spawn_app(Backend::Postgres).await;
+            let b = spawn_replica(&a).await;
+            let bob = a.token_for(Persona::Bob);
+            b.graphql(Some(&bob), VIEWER, json!({})).await.expect_ok();
+            a.graphql_as(
+                Persona::Grace,
+                DISABLE,
+                json!({ "input": { "subject": "bob", "reason": "incident 7" } }),
+            )
+            .await
+            .expect_ok();
+            let on_b = b.graphql(Some(&bob), VIEWER, json!({})).await;
+            assert_eq!(on_b.status, 401);
+            assert_eq!(on_b.error_code(), Some("UNAUTHENTICATED"));
 
-        let frank = a.token_for(Persona::Frank);
-        let request = submit(&b, Persona::Alice, refund("250.00")).await;
-        assert_eq!(visible_ids(&b, &frank).await, [request["id"].clone()]);
-        a.graphql_as(
-            Persona::Grace,
-            REVOKE,
-            json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } }),
-        )
-        .await
-        .expect_ok();
-        assert!(
-            visible_ids(&b, &frank).await.is_empty(),
-            "the revocation on A holds on B at once"
-        );
+            let frank = a.token_for(Persona::Frank);
+            let request = submit(&b, Persona::Alice, refund("250.00")).await;
+            assert_eq!(visible_ids(&b, &frank).await, [request["id"].clone()]);
+            a.graphql_as(
+                Persona::Grace,
+                REVOKE,
+                json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } }),
+            )
+            .await
+            .expect_ok();
+            assert!(
+                visible_ids(&b, &frank).await.is_empty(),
+                "the revocation on A holds on B at once"
+            );
+        }
     }
 }
 

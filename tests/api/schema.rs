@@ -1,18 +1,18 @@
 //! The published contract: `schema.graphql` is exactly what `countersign schema` prints.
 
-#[test]
-fn schema_graphql_matches_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
-    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = countersign::graphql::sdl();
-    assert!(
-        checked_in == generated,
-        "schema.graphql is out of date with the code. Regenerate it with\n\n    \
-         cargo run -- schema > schema.graphql\n\nand review the diff: it is the API contract."
-    );
-}
+plain_tests! {
+    async fn schema_graphql_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        let generated = countersign::graphql::sdl();
+        assert!(
+            checked_in == generated,
+            "schema.graphql is out of date with the code. Regenerate it with\n\n    \
+             cargo run -- schema > schema.graphql\n\nand review the diff: it is the API contract."
+        );
+    }
 
-#[test]
-fn the_sdl_is_stable_between_builds() {
-    assert_eq!(countersign::graphql::sdl(), countersign::graphql::sdl());
+    async fn the_sdl_is_stable_between_builds() {
+        assert_eq!(countersign::graphql::sdl(), countersign::graphql::sdl());
+    }
 }

@@ -7,7 +7,6 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 use crate::lifecycle_helpers::*;
 use crate::websocket::{Socket, connect_as, send};
@@ -133,27 +132,25 @@ backend_tests! {
     }
 }
 
-/// Replicas share one database only on PostgreSQL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_on_postgres() {
-    if !crate::helpers::postgres_ready().await {
-        return;
+postgres_tests! {
+    /// Replicas share one database only on PostgreSQL.
+    async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_on_postgres() {
+        let a = spawn_app(Backend::Postgres).await;
+        let b = spawn_replica(&a).await;
+        let request = submit(&b, Persona::Alice, refund("250.00")).await;
+        let mut on_a = subscribe(&a, &a.token_for(Persona::Frank), Some("0"), json!(null)).await;
+        assert_eq!(
+            next_event(&mut on_a, WITHIN).await.expect("the submission")["kind"],
+            "SUBMITTED"
+        );
+        approve_with(&b, &b.token_for(Persona::Bob), &request["id"])
+            .await
+            .expect_ok();
+        let event = next_event(&mut on_a, WITHIN)
+            .await
+            .expect("the approval, within a second");
+        assert_eq!(event["kind"], "APPROVED");
     }
-    let a = spawn_app(Backend::Postgres).await;
-    let b = spawn_replica(&a).await;
-    let request = submit(&b, Persona::Alice, refund("250.00")).await;
-    let mut on_a = subscribe(&a, &a.token_for(Persona::Frank), Some("0"), json!(null)).await;
-    assert_eq!(
-        next_event(&mut on_a, WITHIN).await.expect("the submission")["kind"],
-        "SUBMITTED"
-    );
-    approve_with(&b, &b.token_for(Persona::Bob), &request["id"])
-        .await
-        .expect_ok();
-    let event = next_event(&mut on_a, WITHIN)
-        .await
-        .expect("the approval, within a second");
-    assert_eq!(event["kind"], "APPROVED");
 }
 
 backend_tests! {

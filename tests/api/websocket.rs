@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::backend_tests;
 use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 
 pub type Socket =
@@ -189,33 +188,31 @@ backend_tests! {
     }
 }
 
-/// Replicas share one database only on PostgreSQL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabling_on_one_replica_closes_the_users_socket_on_another_on_postgres() {
-    if !crate::helpers::postgres_ready().await {
-        return;
+postgres_tests! {
+    /// Replicas share one database only on PostgreSQL.
+    async fn disabling_on_one_replica_closes_the_users_socket_on_another_on_postgres() {
+        let a = spawn_app(Backend::Postgres).await;
+        let b = spawn_replica(&a).await;
+        let mut on_b = connect_as(&b, &b.token_for(Persona::Bob)).await;
+        let mut on_a = connect_as(&a, &a.token_for(Persona::Bob)).await;
+        a.graphql_as(
+            Persona::Grace,
+            DISABLE,
+            json!({ "input": { "subject": "bob", "reason": "incident" } }),
+        )
+        .await
+        .expect_ok();
+        assert_eq!(
+            close_code(&mut on_b, CLOSES_WITHIN).await,
+            Some(4403),
+            "replica B"
+        );
+        assert_eq!(
+            close_code(&mut on_a, CLOSES_WITHIN).await,
+            Some(4403),
+            "replica A"
+        );
     }
-    let a = spawn_app(Backend::Postgres).await;
-    let b = spawn_replica(&a).await;
-    let mut on_b = connect_as(&b, &b.token_for(Persona::Bob)).await;
-    let mut on_a = connect_as(&a, &a.token_for(Persona::Bob)).await;
-    a.graphql_as(
-        Persona::Grace,
-        DISABLE,
-        json!({ "input": { "subject": "bob", "reason": "incident" } }),
-    )
-    .await
-    .expect_ok();
-    assert_eq!(
-        close_code(&mut on_b, CLOSES_WITHIN).await,
-        Some(4403),
-        "replica B"
-    );
-    assert_eq!(
-        close_code(&mut on_a, CLOSES_WITHIN).await,
-        Some(4403),
-        "replica A"
-    );
 }
 
 backend_tests! {

@@ -1,7 +1,6 @@
 //! `request`, `requests`, `myQueue`, `policies`.
 
 use async_graphql::{Context, ID, InputObject, Object};
-use chrono::{DateTime, Utc};
 
 use super::types::{PolicyNode, RequestConnection, RequestNode};
 use crate::approvals::loader::prefetch;
@@ -9,6 +8,7 @@ use crate::approvals::model::Status;
 use crate::approvals::policies;
 use crate::approvals::queries::{self, Order, RequestFilter};
 use crate::error;
+use crate::kernel::Timestamp;
 use crate::kernel::resolver::{clock, db, require_viewer};
 
 #[derive(InputObject, Default)]
@@ -19,8 +19,8 @@ pub struct RequestFilterInput {
     policy: Option<String>,
     /// Requester subject.
     requester: Option<String>,
-    created_after: Option<DateTime<Utc>>,
-    created_before: Option<DateTime<Utc>>,
+    created_after: Option<Timestamp>,
+    created_before: Option<Timestamp>,
     /// Case-insensitive text in the title.
     search: Option<String>,
 }
@@ -56,8 +56,8 @@ impl ApprovalsQuery {
                 status: filter.status,
                 policy: filter.policy,
                 requester: filter.requester,
-                created_after: filter.created_after,
-                created_before: filter.created_before,
+                created_after: filter.created_after.map(|t| t.0),
+                created_before: filter.created_before.map(|t| t.0),
                 search: filter.search,
             },
             order_by.unwrap_or_default(),

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
+
+use crate::kernel::Timestamp;
 use entity::{audit_event, request};
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -93,8 +95,8 @@ impl RequestEvent {
     async fn actor(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
         load_user(ctx, &self.actor).await
     }
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.occurred_at
+    async fn occurred_at(&self) -> Timestamp {
+        Timestamp(self.occurred_at)
     }
 }
 

@@ -4,7 +4,6 @@ use async_graphql::{
     Context, Enum, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
     SimpleObject, Value as GqlValue,
 };
-use chrono::{DateTime, Utc};
 use entity::{decision, policy, policy_stage, request, user};
 use serde_json::Value;
 
@@ -15,6 +14,7 @@ use crate::approvals::policies::{PolicyVersion, stage_rule};
 use crate::approvals::queries::{Page, eligible_approvers, viewer_may_decide};
 use crate::audit::graphql::AuditEventNode;
 use crate::error::{self, AppError};
+use crate::kernel::Timestamp;
 use crate::kernel::resolver::{clock, db, require_viewer};
 
 pub(super) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
@@ -111,8 +111,8 @@ impl PolicyNode {
     async fn stages(&self) -> Vec<PolicyStage> {
         self.0.stages.iter().map(PolicyStage::from).collect()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.policy.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.policy.created_at)
     }
     async fn created_by(&self) -> &str {
         &self.0.policy.created_by
@@ -198,8 +198,8 @@ impl DecisionNode {
     async fn comment(&self) -> &str {
         &self.0.comment
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 }
 
@@ -294,17 +294,17 @@ impl RequestNode {
     async fn requester(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
         load_user(ctx, &self.0.requester_subject).await
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
     }
-    async fn expires_at(&self) -> DateTime<Utc> {
-        self.0.expires_at
+    async fn expires_at(&self) -> Timestamp {
+        Timestamp(self.0.expires_at)
     }
-    async fn decided_at(&self) -> Option<DateTime<Utc>> {
-        self.0.decided_at
+    async fn decided_at(&self) -> Option<Timestamp> {
+        self.0.decided_at.map(Timestamp)
     }
     /// Every decision, oldest first.
     async fn decisions(&self, ctx: &Context<'_>) -> error::Result<Vec<DecisionNode>> {
