@@ -47,7 +47,17 @@ pub struct Config {
     /// checks. Always on from the environment; tests switch it off to count statements
     /// or to see a request past its deadline before any sweep.
     pub background_jobs: bool,
+    /// The most aliased fields one operation may have (`COUNTERSIGN_MAX_ALIASES`).
+    pub max_aliases: usize,
+    /// The most fields one operation may select, fragments included
+    /// (`COUNTERSIGN_MAX_FIELDS`).
+    pub max_fields: usize,
 }
+
+/// Generous for the console and GraphiQL's introspection (no aliases, ~60 fields); far
+/// below what it takes to multiply one expensive field by hundreds.
+pub const DEFAULT_MAX_ALIASES: usize = 64;
+pub const DEFAULT_MAX_FIELDS: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
@@ -133,6 +143,8 @@ impl fmt::Debug for Config {
             .field("allowed_origins", &self.allowed_origins)
             .field("expiry_sweep", &self.expiry_sweep)
             .field("background_jobs", &self.background_jobs)
+            .field("max_aliases", &self.max_aliases)
+            .field("max_fields", &self.max_fields)
             .finish()
     }
 }
@@ -288,6 +300,20 @@ impl Config {
             bail!("COUNTERSIGN_EXPIRY_SWEEP must be longer than zero");
         }
 
+        let count = |name: &str, default: usize| -> anyhow::Result<usize> {
+            match var(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{name} must be a whole number above zero")),
+            }
+        };
+        let max_aliases = count("COUNTERSIGN_MAX_ALIASES", DEFAULT_MAX_ALIASES)?;
+        let max_fields = count("COUNTERSIGN_MAX_FIELDS", DEFAULT_MAX_FIELDS)?;
+
         let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
         let allowed_origins: Vec<String> = var("COUNTERSIGN_ALLOWED_ORIGINS")
             .map(|list| {
@@ -324,6 +350,8 @@ impl Config {
             allowed_origins,
             expiry_sweep,
             background_jobs: true,
+            max_aliases,
+            max_fields,
         })
     }
 

@@ -12,8 +12,11 @@ pub struct Model {
     /// JSON array of role names.
     pub approver_roles: Json,
     pub required_approvals: i32,
-    /// Canonical decimal string; the stage applies only when amount >= this.
+    /// No longer read: it never said which currency it meant (see migration 000003).
     pub min_amount: Option<String>,
+    /// `{"EUR": "1000.00", …}`: for a request in one of these currencies the stage applies
+    /// only when its amount is at least the threshold; in any other currency it applies.
+    pub min_amounts: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_domain_model;
 mod m20261123_000002_audit_append_only;
+mod m20261123_000003_stage_thresholds_per_currency;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_domain_model::Migration),
             Box::new(m20261123_000002_audit_append_only::Migration),
+            Box::new(m20261123_000003_stage_thresholds_per_currency::Migration),
         ]
     }
 }

@@ -62,7 +62,7 @@ pub async fn role_grants<C: ConnectionTrait>(
 pub async fn grants_by_role<C: ConnectionTrait>(
     db: &C,
     roles: impl IntoIterator<Item = String>,
-) -> Result<Vec<(String, Grant)>, AppError> {
+) -> Result<Vec<(String, Grant)>, sea_orm::DbErr> {
     let rows = role_permission::Entity::find()
         .filter(role_permission::Column::Role.is_in(roles))
         .all(db)

@@ -245,6 +245,7 @@ mod tests {
             approver_roles: json!(roles),
             required_approvals: 1,
             min_amount: None,
+            min_amounts: None,
         }
     }
 

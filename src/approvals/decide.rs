@@ -110,7 +110,7 @@ impl Command for Decide {
         let rules = policy
             .stages
             .iter()
-            .map(stage_rule)
+            .map(|stage| stage_rule(stage, &current.currency))
             .collect::<Result<Vec<_>, _>>()?;
         let approvals_here = decisions
             .iter()

@@ -15,7 +15,9 @@ use entity::{audit_event, decision, policy, policy_stage, request, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use crate::access::{Grants, grants_for};
+use super::queries::role_holders;
+use crate::access::grants::grants_by_role;
+use crate::access::{Grant, Grants, grants_for};
 use crate::error::AppError;
 use crate::kernel::Viewer;
 use crate::telemetry;
@@ -27,8 +29,13 @@ pub struct Loaders {
     pub decisions: DataLoader<DecisionsLoader, HashMapCache>,
     pub users: DataLoader<UserLoader, HashMapCache>,
     pub audit_trails: DataLoader<AuditTrailLoader, HashMapCache>,
-    /// The viewer's grants, read once per operation however many rows ask.
-    viewer_grants: tokio::sync::OnceCell<Grants>,
+    /// Known, enabled users whose last token carried the role.
+    pub role_holders: DataLoader<RoleHoldersLoader, HashMapCache>,
+    /// What the role may do.
+    pub role_grants: DataLoader<RoleGrantsLoader, HashMapCache>,
+    /// The viewer's grants, read once per operation (per event, in a subscription) however
+    /// many rows ask.
+    viewer_grants: tokio::sync::Mutex<Option<Arc<Grants>>>,
 }
 
 impl Loaders {
@@ -46,7 +53,9 @@ impl Loaders {
             decisions: cached(DecisionsLoader(db.clone())),
             users: cached(UserLoader(db.clone())),
             audit_trails: cached(AuditTrailLoader(db.clone())),
-            viewer_grants: tokio::sync::OnceCell::new(),
+            role_holders: cached(RoleHoldersLoader(db.clone())),
+            role_grants: cached(RoleGrantsLoader(db.clone())),
+            viewer_grants: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -54,10 +63,29 @@ impl Loaders {
         &self,
         db: &DatabaseConnection,
         viewer: &Viewer,
-    ) -> Result<&Grants, AppError> {
-        self.viewer_grants
-            .get_or_try_init(|| grants_for(db, viewer))
-            .await
+    ) -> Result<Arc<Grants>, AppError> {
+        // Held across the read, so the rows of a page that ask at once share one query.
+        let mut slot = self.viewer_grants.lock().await;
+        if let Some(grants) = &*slot {
+            return Ok(grants.clone());
+        }
+        let grants = Arc::new(grants_for(db, viewer).await?);
+        *slot = Some(grants.clone());
+        Ok(grants)
+    }
+
+    /// Forgets everything loaded so far. A subscription calls it before each event, so
+    /// every event is resolved against the database as it is then (and the caches do not
+    /// grow for the life of the subscription).
+    pub async fn clear(&self) {
+        self.policies.clear::<Uuid>();
+        self.stages.clear::<Uuid>();
+        self.decisions.clear::<Uuid>();
+        self.users.clear::<String>();
+        self.audit_trails.clear::<Uuid>();
+        self.role_holders.clear::<String>();
+        self.role_grants.clear::<String>();
+        *self.viewer_grants.lock().await = None;
     }
 }
 
@@ -67,7 +95,7 @@ pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(),
     if rows.is_empty() {
         return Ok(());
     }
-    let Some(loaders) = ctx.data_opt::<Loaders>() else {
+    let Some(loaders) = ctx.data_opt::<Arc<Loaders>>() else {
         return Ok(());
     };
     let node = ctx.look_ahead().field("edges").field("node");
@@ -251,5 +279,50 @@ impl Loader<Uuid> for AuditTrailLoader {
             }
         }
         Ok(by_request)
+    }
+}
+
+pub struct RoleHoldersLoader(DatabaseConnection);
+
+impl Loader<String> for RoleHoldersLoader {
+    type Value = Vec<user::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, roles: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let holders = user::Entity::find()
+            .filter(role_holders(roles))
+            .order_by_asc(user::Column::Subject)
+            .all(&self.0)
+            .await?;
+        let mut by_role: HashMap<String, Self::Value> =
+            roles.iter().map(|r| (r.clone(), Vec::new())).collect();
+        for holder in holders {
+            // The SQL match is coarse (text in JSON); this is the exact one.
+            let theirs: Vec<String> =
+                serde_json::from_value(holder.roles.clone()).unwrap_or_default();
+            for role in theirs {
+                if let Some(list) = by_role.get_mut(&role) {
+                    list.push(holder.clone());
+                }
+            }
+        }
+        Ok(by_role)
+    }
+}
+
+pub struct RoleGrantsLoader(DatabaseConnection);
+
+impl Loader<String> for RoleGrantsLoader {
+    type Value = Vec<Grant>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, roles: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let pairs = grants_by_role(&self.0, roles.iter().cloned()).await?;
+        let mut by_role: HashMap<String, Self::Value> =
+            roles.iter().map(|r| (r.clone(), Vec::new())).collect();
+        for (role, grant) in pairs {
+            by_role.entry(role).or_default().push(grant);
+        }
+        Ok(by_role)
     }
 }

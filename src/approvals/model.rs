@@ -4,6 +4,7 @@
 //!
 //! Over 500 lines because a third of it is those unit tests, beside the rules they pin.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -90,6 +91,19 @@ impl Money {
     /// Parses a decimal string (`"1250.00"`) in an ISO 4217 currency: greater than zero,
     /// at most 10^15, and no more fraction digits than the currency has.
     pub fn parse(amount: &str, currency: &str) -> Result<Self, AppError> {
+        let money = Self::parse_at_least_zero(amount, currency)?;
+        if money.amount == Decimal::ZERO {
+            return Err(AppError::bad_input(
+                "amount",
+                "amount must be greater than zero",
+            ));
+        }
+        Ok(money)
+    }
+
+    /// As [`Money::parse`], but zero is allowed: a stage threshold of zero applies to
+    /// every amount in its currency.
+    pub fn parse_at_least_zero(amount: &str, currency: &str) -> Result<Self, AppError> {
         let code = currency.trim();
         let iso = iso_currency::Currency::from_code(code)
             .filter(|_| code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()))
@@ -108,7 +122,7 @@ impl Money {
                 "amount must be a decimal string such as \"1250.00\"",
             )
         })?;
-        if amount <= Decimal::ZERO {
+        if amount < Decimal::ZERO {
             return Err(AppError::bad_input(
                 "amount",
                 "amount must be greater than zero",
@@ -133,6 +147,82 @@ impl Money {
             amount,
             currency: code.to_owned(),
         })
+    }
+}
+
+/// A stage's amount thresholds, one per currency. A threshold is only ever compared with
+/// an amount in its own currency; a currency with none gets the stage (fail closed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Thresholds(BTreeMap<String, Decimal>);
+
+impl Thresholds {
+    /// From what an admin entered: valid currencies, each at most once, amounts ≥ 0 with
+    /// no more fraction digits than the currency has.
+    pub fn parse<'a>(
+        entered: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, AppError> {
+        let mut thresholds = BTreeMap::new();
+        for (amount, currency) in entered {
+            let money = Money::parse_at_least_zero(amount, currency)
+                .map_err(|err| AppError::bad_input("stages.minAmounts", err.client_message()))?;
+            if thresholds
+                .insert(money.currency.clone(), money.amount)
+                .is_some()
+            {
+                return Err(AppError::bad_input(
+                    "stages.minAmounts",
+                    format!("{} has more than one threshold", money.currency),
+                ));
+            }
+        }
+        Ok(Self(thresholds))
+    }
+
+    /// The threshold for amounts in `currency`, if the stage names one.
+    pub fn for_currency(&self, currency: &str) -> Option<Decimal> {
+        self.0.get(currency).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Decimal)> {
+        self.0
+            .iter()
+            .map(|(currency, min)| (currency.as_str(), *min))
+    }
+
+    /// As stored: `{"EUR": "1000.00"}`, or nothing when there are none.
+    pub fn to_stored(&self) -> Option<serde_json::Value> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(currency, min)| (currency.clone(), min.to_string().into()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+    }
+
+    pub fn from_stored(stored: Option<&serde_json::Value>) -> Result<Self, AppError> {
+        let Some(stored) = stored else {
+            return Ok(Self::default());
+        };
+        let object = stored.as_object().ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "stored thresholds are not an object: {stored}"
+            ))
+        })?;
+        let mut thresholds = BTreeMap::new();
+        for (currency, min) in object {
+            let min = min
+                .as_str()
+                .map(stored_decimal)
+                .transpose()?
+                .ok_or_else(|| {
+                    AppError::Internal(anyhow::anyhow!(
+                        "stored threshold {currency} is not a string"
+                    ))
+                })?;
+            thresholds.insert(currency.clone(), min);
+        }
+        Ok(Self(thresholds))
     }
 }
 
@@ -211,7 +301,8 @@ pub fn validate_comment(
 pub struct StageRule {
     pub position: i32,
     pub required_approvals: i32,
-    /// The stage applies only when the amount is at least this.
+    /// The stage applies only when the amount is at least this: the stage's threshold in
+    /// the request's currency (see [`Thresholds::for_currency`]), so never another's.
     pub min_amount: Option<Decimal>,
 }
 

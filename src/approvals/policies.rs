@@ -1,7 +1,6 @@
 //! Policies: saving a new version (`upsertPolicy`), and reading them.
 
 use entity::{policy, policy_stage};
-use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
@@ -9,7 +8,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::model::{StageRule, parse_decimal, stored_decimal, validate_description};
+use super::model::{StageRule, Thresholds, validate_description};
 use crate::access::requests::stage_roles;
 use crate::access::{Action, authorize, grants_for};
 use crate::command::{Attempt, Command, Effect, stored_id};
@@ -27,7 +26,15 @@ pub struct StageInput {
     pub name: String,
     pub approver_roles: Vec<String>,
     pub required_approvals: i32,
-    pub min_amount: Option<String>,
+    /// (amount, currency) pairs, as entered.
+    pub min_amounts: Vec<(String, String)>,
+}
+
+/// A validated stage of a policy being saved.
+struct StageDefinition {
+    position: i32,
+    required_approvals: i32,
+    thresholds: Thresholds,
 }
 
 /// A new version of a policy, as an admin enters it.
@@ -46,7 +53,7 @@ const MAX_REQUIRED_APPROVALS: i32 = 20;
 const MIN_EXPIRY_SECONDS: i64 = 60;
 const MAX_EXPIRY_SECONDS: i64 = 366 * 24 * 3600;
 
-fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageRule>, AppError> {
+fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageDefinition>, AppError> {
     let key_ok = !input.key.is_empty()
         && input.key.len() <= 64
         && input.key.starts_with(|c: char| c.is_ascii_lowercase())
@@ -116,22 +123,16 @@ fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageRule>, AppError
                 format!("requiredApprovals is 1 to {MAX_REQUIRED_APPROVALS}"),
             ));
         }
-        let min_amount = match &stage.min_amount {
-            None => None,
-            Some(raw) => match parse_decimal(raw) {
-                Some(min) if min >= Decimal::ZERO => Some(min),
-                _ => {
-                    return Err(AppError::bad_input(
-                        "stages.minAmount",
-                        "minAmount must be a decimal string of at least zero",
-                    ));
-                }
-            },
-        };
-        rules.push(StageRule {
+        let thresholds = Thresholds::parse(
+            stage
+                .min_amounts
+                .iter()
+                .map(|(amount, currency)| (amount.as_str(), currency.as_str())),
+        )?;
+        rules.push(StageDefinition {
             position,
             required_approvals: stage.required_approvals,
-            min_amount,
+            thresholds,
         });
     }
     Ok(rules)
@@ -141,7 +142,7 @@ fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageRule>, AppError
 /// audited with the version before and after.
 pub struct UpsertPolicy {
     input: UpsertPolicyInput,
-    rules: Vec<StageRule>,
+    rules: Vec<StageDefinition>,
 }
 
 impl UpsertPolicy {
@@ -167,7 +168,7 @@ impl Command for UpsertPolicy {
             "allowSameApproverAcrossStages": input.allow_same_approver_across_stages,
             "stages": input.stages.iter().map(|s| json!({
                 "name": s.name, "approverRoles": s.approver_roles,
-                "requiredApprovals": s.required_approvals, "minAmount": s.min_amount,
+                "requiredApprovals": s.required_approvals, "minAmounts": s.min_amounts,
             })).collect::<Vec<_>>(),
         })
     }
@@ -226,7 +227,8 @@ impl Command for UpsertPolicy {
                     name: Set(stage.name.trim().to_owned()),
                     approver_roles: Set(json!(roles)),
                     required_approvals: Set(rule.required_approvals),
-                    min_amount: Set(rule.min_amount.map(|m| m.normalize().to_string())),
+                    min_amount: Set(None),
+                    min_amounts: Set(rule.thresholds.to_stored()),
                 }
                 .insert(txn)
                 .await?,
@@ -276,7 +278,7 @@ fn policy_snapshot(version: &PolicyVersion) -> Value {
             "name": s.name,
             "approverRoles": s.approver_roles,
             "requiredApprovals": s.required_approvals,
-            "minAmount": s.min_amount,
+            "minAmounts": s.min_amounts,
         })).collect::<Vec<_>>(),
     })
 }
@@ -361,14 +363,15 @@ pub async fn visible_policies(
     Ok(versions)
 }
 
-pub fn stage_rule(stage: &policy_stage::Model) -> Result<StageRule, AppError> {
+/// The stage as it applies to a request in `currency`: its threshold in that currency only.
+pub fn stage_rule(stage: &policy_stage::Model, currency: &str) -> Result<StageRule, AppError> {
     Ok(StageRule {
         position: stage.position,
         required_approvals: stage.required_approvals,
-        min_amount: stage
-            .min_amount
-            .as_deref()
-            .map(stored_decimal)
-            .transpose()?,
+        min_amount: thresholds(stage)?.for_currency(currency),
     })
+}
+
+pub fn thresholds(stage: &policy_stage::Model) -> Result<Thresholds, AppError> {
+    Thresholds::from_stored(stage.min_amounts.as_ref())
 }

@@ -98,7 +98,7 @@ impl Command for Submit {
         let rules = policy
             .stages
             .iter()
-            .map(stage_rule)
+            .map(|stage| stage_rule(stage, &self.money.currency))
             .collect::<Result<Vec<_>, _>>()?;
         let plan = submission(&rules, self.money.amount);
         let now = ctx.now();

@@ -10,8 +10,10 @@ use super::service::{self, AuditFilter};
 use crate::access::{Action, authorize};
 use crate::error::{self, AppError};
 use crate::kernel::Timestamp;
-use crate::kernel::resolver::{db, require_viewer};
+use crate::kernel::resolver::{db, page_cost, require_viewer};
 
+/// The complexity of `verifyAuditChain`: over half the limit, so an operation holds one.
+pub const VERIFY_CHAIN_COST: usize = 2_501;
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
 
@@ -140,6 +142,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit log, newest first, keyset-paginated; `first` ≤ 100. Needs `audit.read`.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
@@ -200,7 +203,9 @@ impl AuditQuery {
         })
     }
 
-    /// Re-computes the hash chain over the whole log. Needs `audit.read`.
+    /// Re-computes the hash chain over the whole log. Needs `audit.read`. At most once per
+    /// operation.
+    #[graphql(complexity = "VERIFY_CHAIN_COST")]
     async fn verify_audit_chain(&self, ctx: &Context<'_>) -> error::Result<AuditChainReport> {
         let viewer = require_viewer(ctx)?;
         let db = db(ctx);

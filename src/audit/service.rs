@@ -5,7 +5,7 @@ use entity::{audit_chain_head, audit_event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::LockType,
+    QuerySelect, Statement, sea_query::LockType,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -153,8 +153,11 @@ pub async fn verify_chain<C: ConnectionTrait>(
     let mut broken = None;
     let mut checkpoint_seen = false;
     'batches: loop {
+        // Only the prefix up to the head read above: events appended while this runs
+        // belong to a later check, not to this one.
         let batch = audit_event::Entity::find()
             .filter(audit_event::Column::Sequence.gte(expected_sequence))
+            .filter(audit_event::Column::Sequence.lte(head.sequence))
             .order_by_asc(audit_event::Column::Sequence)
             .limit(VERIFY_BATCH)
             .all(db)
@@ -186,8 +189,12 @@ pub async fn verify_chain<C: ConnectionTrait>(
     }
     let last = expected_sequence - 1;
     if broken.is_none() && (head.sequence != last || head.hash != prev_hash) {
-        // Events missing at the end, or extra ones beyond the head.
+        // Events missing at the end.
         broken = Some(last.min(head.sequence) + 1);
+    }
+    if broken.is_none() && events_beyond_head(db).await? {
+        // Rows past the head that no append wrote: an append moves both in one commit.
+        broken = Some(head.sequence + 1);
     }
     if broken.is_none() {
         if let Some((sequence, _)) = &checkpoint {
@@ -203,6 +210,22 @@ pub async fn verify_chain<C: ConnectionTrait>(
         head_sequence: head.sequence,
         head_hash: head.hash,
     })
+}
+
+/// Whether the log holds events past its head. Both are read in one statement, so one
+/// snapshot: an append commits its event and the new head together, and is never half seen.
+async fn events_beyond_head<C: ConnectionTrait>(db: &C) -> Result<bool, AppError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT h.sequence AS head, (SELECT MAX(e.sequence) FROM audit_events e) AS last \
+             FROM audit_chain_head h WHERE h.id = 1",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the audit chain head row is missing"))?;
+    let head: i64 = row.try_get("", "head")?;
+    let last: Option<i64> = row.try_get("", "last")?;
+    Ok(last.is_some_and(|last| last > head))
 }
 
 /// The current chain head, to record elsewhere as a checkpoint.

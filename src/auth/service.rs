@@ -196,9 +196,11 @@ fn valid_kid(kid: &str) -> bool {
         && !kid.contains("..")
 }
 
-/// Keys from a local JWKS file, by `kid`. An unknown `kid` re-reads the file, at most once
-/// per `refresh`, so a rotated key is picked up without a restart and a flood of made-up
-/// kids cannot turn into a flood of file reads.
+/// Keys from a local JWKS file, by `kid`. The file is re-read when the set in memory is
+/// older than `refresh` and a token needs a key, whether its `kid` is known or not: a key
+/// removed from the file is refused within one interval, a rotated one accepted, and a
+/// flood of made-up kids is at most one read per interval. A file that cannot be read or
+/// parsed keeps the last good set in service (and is logged).
 struct Jwks {
     path: PathBuf,
     refresh: Duration,
@@ -233,11 +235,8 @@ impl Jwks {
         };
         {
             let state = self.state.read().ok()?;
-            if let Some(key) = lookup(&state) {
-                return Some(key);
-            }
             if state.read_at.elapsed() < self.refresh {
-                return None;
+                return lookup(&state);
             }
         }
         let mut state = self.state.write().ok()?;

@@ -13,6 +13,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::approvals::model::Thresholds;
 use crate::audit;
 use crate::config::{DemoMode, Environment};
 use crate::kernel::{Clock, CommandContext, SYSTEM};
@@ -64,7 +65,8 @@ struct DemoStage {
     name: &'static str,
     roles: &'static [&'static str],
     required: i32,
-    min_amount: Option<&'static str>,
+    /// (amount, currency); other currencies get the stage whatever the amount.
+    min_amounts: &'static [(&'static str, &'static str)],
 }
 
 struct DemoPolicy {
@@ -98,13 +100,13 @@ const POLICIES: [DemoPolicy; 3] = [
                 name: "Finance review",
                 roles: &["finance", "finance_lead"],
                 required: 1,
-                min_amount: None,
+                min_amounts: &[],
             },
             DemoStage {
                 name: "Finance lead sign-off",
                 roles: &["finance_lead"],
                 required: 1,
-                min_amount: Some("1000.00"),
+                min_amounts: &[("1000.00", "EUR"), ("1000.00", "USD"), ("1000.00", "GBP")],
             },
         ],
     },
@@ -126,7 +128,7 @@ const POLICIES: [DemoPolicy; 3] = [
             name: "Ops review",
             roles: &["ops"],
             required: 1,
-            min_amount: None,
+            min_amounts: &[],
         }],
     },
     DemoPolicy {
@@ -149,7 +151,7 @@ const POLICIES: [DemoPolicy; 3] = [
             name: "Two ops approvals",
             roles: &["ops"],
             required: 2,
-            min_amount: None,
+            min_amounts: &[],
         }],
     },
 ];
@@ -229,7 +231,10 @@ pub async fn seed(
                 name: Set(stage.name.into()),
                 approver_roles: Set(json!(stage.roles)),
                 required_approvals: Set(stage.required),
-                min_amount: Set(stage.min_amount.map(Into::into)),
+                min_amount: Set(None),
+                min_amounts: Set(Thresholds::parse(stage.min_amounts.iter().copied())
+                    .map_err(|err| anyhow::anyhow!("demo thresholds: {}", err.client_message()))?
+                    .to_stored()),
             }
             .insert(&txn)
             .await?;

@@ -5,6 +5,7 @@
 //! the business transaction serialises every commit behind one lock. One
 //! LISTEN connection per replica, never one per subscriber.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,34 +242,52 @@ async fn watch_head(bus: Arc<EventBus>) {
 
 /// Re-announces users whose access changed since the last check, in case a notification
 /// was lost (a replica restarting, a dropped LISTEN connection).
+///
+/// It compares the whole set of disabled or session-revoked users with the previous read
+/// rather than looking for recent timestamps: a change committed late (a long
+/// transaction) or stamped by a skewed clock is still seen on the next tick.
 async fn fallback_check(bus: Arc<EventBus>) {
-    let mut since: DateTime<Utc> = Utc::now();
+    let mut known: Option<HashMap<String, Standing>> = None;
     let mut ticker = tokio::time::interval(FALLBACK_EVERY);
     loop {
         ticker.tick().await;
-        let checked_at = Utc::now();
-        // Overlap the windows a little: a commit can land with a timestamp just before
-        // the previous check's read.
-        let from = since - chrono::Duration::seconds(1);
-        let changed = user::Entity::find()
+        let current = user::Entity::find()
             .select_only()
             .column(user::Column::Subject)
+            .column(user::Column::DisabledAt)
+            .column(user::Column::SessionsRevokedAt)
             .filter(
                 Condition::any()
-                    .add(user::Column::DisabledAt.gt(from))
-                    .add(user::Column::SessionsRevokedAt.gt(from)),
+                    .add(user::Column::DisabledAt.is_not_null())
+                    .add(user::Column::SessionsRevokedAt.is_not_null()),
             )
-            .into_tuple::<String>()
+            .into_tuple::<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>()
             .all(&bus.db)
             .await;
-        match changed {
-            Ok(subjects) => {
-                for subject in subjects {
-                    let _ = bus.local.send(BusEvent::UserAccessChanged { subject });
-                }
-                since = checked_at;
+        let current: HashMap<String, Standing> = match current {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(subject, disabled, revoked)| (subject, (disabled, revoked)))
+                .collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "the fallback access check failed");
+                continue;
             }
-            Err(err) => tracing::warn!(error = %err, "the fallback access check failed"),
+        };
+        if let Some(known) = &known {
+            let changed = current
+                .iter()
+                .filter(|(subject, standing)| known.get(*subject) != Some(standing))
+                .map(|(subject, _)| subject)
+                .chain(known.keys().filter(|s| !current.contains_key(*s)));
+            for subject in changed {
+                let subject = subject.clone();
+                let _ = bus.local.send(BusEvent::UserAccessChanged { subject });
+            }
         }
+        known = Some(current);
     }
 }
+
+/// When a user was disabled and when their sessions were last revoked.
+type Standing = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);

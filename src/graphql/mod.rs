@@ -6,6 +6,7 @@
 
 pub mod graphiql;
 pub mod handlers;
+mod limits;
 pub mod transport_ws;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 16;
 
+// `verifyAuditChain` reads the whole log; its cost makes a second one in the same
+// operation exceed the complexity limit.
+const _: () = assert!(2 * crate::audit::graphql::VERIFY_CHAIN_COST > MAX_COMPLEXITY);
+
 #[derive(MergedObject, Default)]
 pub struct Query(AuthQuery, ApprovalsQuery, AdminQuery, AuditQuery);
 
@@ -62,8 +67,17 @@ pub struct AppState {
 
 /// The schema with its runtime data: the database handle, the event bus, the clock, and
 /// fresh DataLoaders for every operation.
-pub fn build_schema(db: DatabaseConnection, bus: Arc<EventBus>, clock: Clock) -> CountersignSchema {
+pub fn build_schema(
+    config: &Config,
+    db: DatabaseConnection,
+    bus: Arc<EventBus>,
+    clock: Clock,
+) -> CountersignSchema {
     schema_builder()
+        .extension(limits::OperationLimits {
+            max_aliases: config.max_aliases,
+            max_fields: config.max_fields,
+        })
         .extension(PerOperationLoaders(db.clone()))
         .data(db)
         .data(bus)
@@ -131,6 +145,7 @@ impl Extension for PerOperationLoaders {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        next.run(ctx, request.data(Loaders::new(&self.0))).await
+        next.run(ctx, request.data(Arc::new(Loaders::new(&self.0))))
+            .await
     }
 }

@@ -129,8 +129,8 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                 };
                 if let Some(Identity::Authenticated(viewer)) = &identity {
                     if subject.is_none_or(|s| s == viewer.subject) {
-                        if let Some(reason) = refused(&state, viewer).await {
-                            break Some(Close(4403, reason.into()));
+                        if let Err(close) = check_standing(&state, viewer).await {
+                            break Some(close);
                         }
                     }
                 }
@@ -169,12 +169,12 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                                     break None;
                                 }
                             }
-                            Err(reason) => {
+                            Err(close) => {
                                 if dialect == Dialect::Legacy {
-                                    let error = json!({ "type": "connection_error", "payload": { "message": reason } });
+                                    let error = json!({ "type": "connection_error", "payload": { "message": close.1 } });
                                     let _ = send(&mut sink, error).await;
                                 }
-                                break Some(Close(4403, reason.into()));
+                                break Some(close);
                             }
                         }
                     }
@@ -192,6 +192,13 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                         let Some(identity) = &identity else {
                             break Some(Close(4401, "Unauthorized".into()));
                         };
+                        // Standing is read again for every operation, not only at init: a
+                        // user disabled since then gets nothing more from this socket.
+                        if let Identity::Authenticated(viewer) = identity {
+                            if let Err(close) = check_standing(&state, viewer).await {
+                                break Some(close);
+                            }
+                        }
                         let (Some(id), Some(payload)) = (id, payload) else {
                             break Some(Close(4400, "Invalid message received".into()));
                         };
@@ -253,36 +260,44 @@ async fn send(
 }
 
 /// Authenticates the `connection_init` payload: `{"Authorization": "Bearer …"}`.
-async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, &'static str> {
+async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, Close> {
     let authorization = payload
         .and_then(|p| p.get("Authorization").or_else(|| p.get("authorization")))
         .and_then(Value::as_str);
     let identity = state.verifier.authenticate(authorization).map_err(|err| {
         tracing::info!(reason = %err, "refused a WebSocket token");
-        err.client_message()
+        Close(4403, err.client_message().into())
     })?;
     match &identity {
         Identity::Anonymous if state.config.is_production() => {
             // POST hides introspection from anonymous callers in production; a socket
             // cannot be limited per operation, so it needs a token there.
-            Err("a token is required")
+            Err(Close(4403, "a token is required".into()))
         }
         Identity::Anonymous => Ok(identity),
-        Identity::Authenticated(viewer) => match refused(state, viewer).await {
-            Some(reason) => Err(reason),
-            None => Ok(identity),
-        },
+        Identity::Authenticated(viewer) => {
+            check_standing(state, viewer).await?;
+            Ok(identity)
+        }
     }
 }
 
-/// Why the viewer may no longer hold the connection, if they may not.
-async fn refused(state: &AppState, viewer: &Viewer) -> Option<&'static str> {
+/// Whether the viewer may still hold the connection. A check that fails refuses, exactly
+/// as HTTP answers 500 rather than letting the request through: access is never granted
+/// because the database could not say no.
+async fn check_standing(state: &AppState, viewer: &Viewer) -> Result<(), Close> {
     match users::admit(&state.db, &state.clock, viewer).await {
-        Ok(Ok(())) => None,
-        Ok(Err(refusal)) => Some(AuthError::Refused(refusal).client_message()),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal)) => Err(Close(
+            4403,
+            AuthError::Refused(refusal).client_message().into(),
+        )),
         Err(err) => {
             err.log_if_internal();
-            None
+            Err(Close(
+                4500,
+                "could not check your access; reconnect shortly".into(),
+            ))
         }
     }
 }

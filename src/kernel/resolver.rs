@@ -45,3 +45,14 @@ pub fn command_context(
         clock: clock(ctx),
     })
 }
+
+/// The complexity of a paginated list field: its children counted once per row it may
+/// return, so a large page costs what it reads. `first` defaults to 20 and is at most 100
+/// (the resolvers refuse anything else).
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let rows = first.unwrap_or(20).clamp(1, 100);
+    usize::try_from(rows)
+        .unwrap_or(100)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}

@@ -184,6 +184,8 @@ pub fn test_config(database_url: &str) -> Config {
         allowed_origins: Vec::new(),
         expiry_sweep: std::time::Duration::from_millis(200),
         background_jobs: true,
+        max_aliases: countersign::config::DEFAULT_MAX_ALIASES,
+        max_fields: countersign::config::DEFAULT_MAX_FIELDS,
     }
 }
 

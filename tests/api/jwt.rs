@@ -159,6 +159,24 @@ backend_tests! {
         std::fs::remove_file(path).ok();
     }
 
+    /// A key taken out of the JWKS file is refused at the next check after one refresh
+    /// interval (zero here), even though its `kid` is known; a broken file keeps the last
+    /// good set in service.
+    async fn a_key_removed_from_the_jwks_file_is_refused_and_a_broken_file_is_survived(backend) {
+        let path = jwks_file(&jwks(&[(Algorithm::RS256, "rsa-a.key.pem", "old"), (Algorithm::RS256, "rsa-b.key.pem", "new")]));
+        let app = with_jwks(backend, path.clone(), Duration::ZERO).await;
+        let old_token = sign(Algorithm::RS256, "rsa-a.key.pem", Some("old"), &claims());
+        let new_token = sign(Algorithm::RS256, "rsa-b.key.pem", Some("new"), &claims());
+        assert!(accepted(&app, &old_token).await);
+        std::fs::write(&path, jwks(&[(Algorithm::RS256, "rsa-b.key.pem", "new")])).expect("remove old");
+        assert!(!accepted(&app, &old_token).await, "a removed key is refused");
+        assert!(accepted(&app, &new_token).await);
+        std::fs::write(&path, "{ not json").expect("break the file");
+        assert!(accepted(&app, &new_token).await, "the last good set stays in service");
+        assert!(!accepted(&app, &old_token).await);
+        std::fs::remove_file(path).ok();
+    }
+
     async fn keys_are_never_fetched_from_jku_or_x5u(backend) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));

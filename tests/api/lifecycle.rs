@@ -198,7 +198,7 @@ backend_tests! {
         let app = spawn_app(backend).await;
         let before = submit(&app, Persona::Alice, refund("5000.00")).await;
         assert_eq!(before["policy"]["version"], 1);
-        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { key version stages { name minAmount } } } }";
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { key version stages { name minAmounts { amount currency } } } } }";
         let input = json!({ "input": {
             "key": "refund", "name": "Refund", "description": "One finance approval only",
             "expiresAfterSeconds": 3600,
@@ -230,7 +230,7 @@ backend_tests! {
         let keys = |persona| {
             let app = &app;
             async move {
-                let response = app.graphql_as(persona, "{ policies { key version stages { name approverRoles requiredApprovals minAmount } } }", json!({})).await;
+                let response = app.graphql_as(persona, "{ policies { key version stages { name approverRoles requiredApprovals minAmounts { amount currency } } } }", json!({})).await;
                 response.expect_ok()["policies"].as_array().unwrap().iter()
                     .map(|p| p["key"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
             }
@@ -238,11 +238,15 @@ backend_tests! {
         assert_eq!(keys(Persona::Alice).await, ["access_grant", "account_change", "refund"]);
         assert_eq!(keys(Persona::Bob).await, ["refund"]);
         assert_eq!(keys(Persona::Dave).await, ["access_grant", "account_change"]);
-        let refund = app.graphql_as(Persona::Grace, "{ policies { key stages { name approverRoles requiredApprovals minAmount } } }", json!({})).await;
+        let refund = app.graphql_as(Persona::Grace, "{ policies { key stages { name approverRoles requiredApprovals minAmounts { amount currency } } } }", json!({})).await;
         let refund = refund.expect_ok()["policies"].as_array().unwrap().iter().find(|p| p["key"] == "refund").unwrap().clone();
         assert_eq!(refund["stages"][1], json!({
             "name": "Finance lead sign-off", "approverRoles": ["finance_lead"],
-            "requiredApprovals": 1, "minAmount": "1000.00",
+            "requiredApprovals": 1, "minAmounts": [
+                { "amount": "1000.00", "currency": "EUR" },
+                { "amount": "1000.00", "currency": "GBP" },
+                { "amount": "1000.00", "currency": "USD" },
+            ],
         }));
     }
 

@@ -18,6 +18,7 @@ mod errors;
 mod exactly_once;
 mod expiry;
 mod graphiql;
+mod hardening;
 mod health;
 mod jwt;
 mod layers;

@@ -29,7 +29,7 @@ async fn subscribe(app: &TestApp, token: &str, after: Option<&str>, filter: Valu
 }
 
 /// The next event within `within`, or `None`.
-async fn next_event(socket: &mut Socket, within: Duration) -> Option<Value> {
+pub async fn next_event(socket: &mut Socket, within: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
@@ -55,7 +55,7 @@ async fn next_event(socket: &mut Socket, within: Duration) -> Option<Value> {
 
 /// How long a test waits for an event that must come. Generous: a shared machine can be
 /// slow, and how fast events arrive is measured by the benchmarks, not asserted here.
-const WITHIN: Duration = Duration::from_secs(10);
+pub const WITHIN: Duration = Duration::from_secs(10);
 
 backend_tests! {
     async fn a_committed_change_reaches_a_subscriber_who_may_see_it(backend) {

@@ -37,9 +37,9 @@ pub async fn send(socket: &mut Socket, message: Value) {
 /// Waits for the server to close the socket and returns the close code.
 /// How long a test waits for a close that must come (revocation, expiry). Generous: how
 /// fast it comes is the benchmarks' business, not a timed test's.
-const CLOSES_WITHIN: Duration = Duration::from_secs(10);
+pub const CLOSES_WITHIN: Duration = Duration::from_secs(10);
 
-async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
+pub async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())

@@ -73,7 +73,18 @@ pub struct StageInput {
     name: String,
     approver_roles: Vec<String>,
     required_approvals: i32,
-    min_amount: Option<Decimal>,
+    /// Per currency, the amount from which the stage applies. A request in a currency
+    /// not listed here gets the stage whatever its amount (fail closed); with no
+    /// thresholds at all the stage applies to every request.
+    min_amounts: Option<Vec<MoneyInput>>,
+}
+
+/// An amount in a currency.
+#[derive(InputObject)]
+pub struct MoneyInput {
+    amount: Decimal,
+    /// ISO 4217, e.g. `EUR`.
+    currency: String,
 }
 
 #[derive(InputObject)]
@@ -206,7 +217,12 @@ impl ApprovalsMutation {
                     name: s.name,
                     approver_roles: s.approver_roles,
                     required_approvals: s.required_approvals,
-                    min_amount: s.min_amount.map(|m| m.0),
+                    min_amounts: s
+                        .min_amounts
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|m| (m.amount.0, m.currency))
+                        .collect(),
                 })
                 .collect(),
         })?;

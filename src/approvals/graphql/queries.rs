@@ -9,7 +9,7 @@ use crate::approvals::policies;
 use crate::approvals::queries::{self, Order, RequestFilter};
 use crate::error;
 use crate::kernel::Timestamp;
-use crate::kernel::resolver::{clock, db, require_viewer};
+use crate::kernel::resolver::{clock, db, page_cost, require_viewer};
 
 #[derive(InputObject, Default)]
 #[graphql(name = "RequestFilter")]
@@ -39,6 +39,7 @@ impl ApprovalsQuery {
     }
 
     /// Requests the viewer may see, newest first by default. Keyset-paginated; `first` ≤ 100.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn requests(
         &self,
         ctx: &Context<'_>,
@@ -70,6 +71,7 @@ impl ApprovalsQuery {
     }
 
     /// Pending requests the viewer may decide now, oldest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn my_queue(
         &self,
         ctx: &Context<'_>,

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
-
-use crate::kernel::Timestamp;
 use entity::{audit_event, request};
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -20,10 +18,12 @@ use uuid::Uuid;
 use super::types::{RequestNode, UserNode, load_user};
 use crate::access::grants_for;
 use crate::access::requests::{Asker, can_see};
+use crate::approvals::loader::Loaders;
 use crate::approvals::model::Status;
 use crate::audit::service as audit_service;
 use crate::error::{self, AppError};
 use crate::events::bus::EventBus;
+use crate::kernel::Timestamp;
 use crate::kernel::Viewer;
 use crate::kernel::resolver::require_viewer;
 
@@ -116,6 +116,8 @@ impl ApprovalsSubscription {
         let viewer = require_viewer(ctx)?.clone();
         let db = ctx.data_unchecked::<DatabaseConnection>().clone();
         let bus = ctx.data_unchecked::<Arc<EventBus>>().clone();
+        // The operation's loaders serve every event; each event starts them empty.
+        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
         let filter = filter.unwrap_or_default();
         let request_id = match &filter.request_id {
             None => None,
@@ -169,6 +171,7 @@ impl ApprovalsSubscription {
                     cursor = last.sequence;
                 }
                 for event in deliverable {
+                    loaders.clear().await;
                     yield event;
                 }
             }

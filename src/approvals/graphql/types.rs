@@ -1,5 +1,7 @@
 //! The approvals API's output types: requests, policies, stages, decisions, users.
 
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
     SimpleObject, Value as GqlValue,
@@ -10,7 +12,7 @@ use serde_json::Value;
 use crate::access::requests::stage_roles;
 use crate::approvals::loader::{Loaders, loader_error};
 use crate::approvals::model::{Status, Verdict, stored_decimal};
-use crate::approvals::policies::{PolicyVersion, stage_rule};
+use crate::approvals::policies::{PolicyVersion, stage_rule, thresholds};
 use crate::approvals::queries::{Page, eligible_approvers, viewer_may_decide};
 use crate::audit::graphql::AuditEventNode;
 use crate::error::{self, AppError};
@@ -19,7 +21,7 @@ use crate::kernel::resolver::{clock, db, require_viewer};
 
 pub(super) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     // Inserted into every operation by `graphql::PerOperationLoaders`.
-    ctx.data_unchecked::<Loaders>()
+    ctx.data_unchecked::<Arc<Loaders>>()
 }
 
 /// An exact decimal carried as a string (`"1250.00"`); numbers are refused so that no
@@ -108,8 +110,8 @@ impl PolicyNode {
     async fn allow_same_approver_across_stages(&self) -> bool {
         self.0.policy.allow_same_approver_across_stages
     }
-    async fn stages(&self) -> Vec<PolicyStage> {
-        self.0.stages.iter().map(PolicyStage::from).collect()
+    async fn stages(&self) -> error::Result<Vec<PolicyStage>> {
+        self.0.stages.iter().map(PolicyStage::try_from).collect()
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.policy.created_at)
@@ -129,19 +131,37 @@ pub struct PolicyStage {
     approver_roles: Vec<String>,
     /// Distinct approvals needed to complete the stage.
     required_approvals: i32,
-    /// The stage applies only when the amount is at least this.
-    min_amount: Option<Decimal>,
+    /// For a request in one of these currencies, the stage applies only when its amount is
+    /// at least that currency's threshold. In any other currency it always applies:
+    /// thresholds are never compared across currencies.
+    min_amounts: Vec<Money>,
 }
 
-impl From<&policy_stage::Model> for PolicyStage {
-    fn from(stage: &policy_stage::Model) -> Self {
-        Self {
+/// An amount in a currency.
+#[derive(SimpleObject)]
+pub struct Money {
+    amount: Decimal,
+    /// ISO 4217.
+    currency: String,
+}
+
+impl TryFrom<&policy_stage::Model> for PolicyStage {
+    type Error = AppError;
+
+    fn try_from(stage: &policy_stage::Model) -> Result<Self, AppError> {
+        Ok(Self {
             position: stage.position,
             name: stage.name.clone(),
             approver_roles: stage_roles(stage),
             required_approvals: stage.required_approvals,
-            min_amount: stage.min_amount.clone().map(Decimal),
-        }
+            min_amounts: thresholds(stage)?
+                .iter()
+                .map(|(currency, min)| Money {
+                    amount: Decimal(min.to_string()),
+                    currency: currency.to_owned(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -167,6 +187,7 @@ pub struct RequestStage {
     name: String,
     approver_roles: Vec<String>,
     required_approvals: i32,
+    /// The stage's threshold in this request's currency, if it names one.
     min_amount: Option<Decimal>,
     state: StageState,
     /// Approvals given at this stage so far.
@@ -323,7 +344,7 @@ impl RequestNode {
         let status = self.status_value()?;
         let mut stages = Vec::with_capacity(policy.stages.len());
         for stage in &policy.stages {
-            let rule = stage_rule(stage)?;
+            let rule = stage_rule(stage, &self.0.currency)?;
             let here: Vec<decision::Model> = decisions
                 .iter()
                 .filter(|d| d.stage_position == stage.position)
@@ -348,13 +369,13 @@ impl RequestNode {
             } else {
                 StageState::Closed
             };
-            let definition = PolicyStage::from(stage);
+            let definition = PolicyStage::try_from(stage)?;
             stages.push(RequestStage {
                 position: definition.position,
                 name: definition.name,
                 approver_roles: definition.approver_roles,
                 required_approvals: definition.required_approvals,
-                min_amount: definition.min_amount,
+                min_amount: rule.min_amount.map(|min| Decimal(min.to_string())),
                 state,
                 approvals,
                 decisions: here.into_iter().map(DecisionNode).collect(),
@@ -377,7 +398,8 @@ impl RequestNode {
         let policy = self.policy_version(ctx).await?;
         let decisions = self.all_decisions(ctx).await?;
         let (roles, users) =
-            eligible_approvers(db(ctx), &self.0, &policy, &decisions, clock(ctx).now()).await?;
+            eligible_approvers(loaders(ctx), &self.0, &policy, &decisions, clock(ctx).now())
+                .await?;
         Ok(EligibleApprovers {
             roles,
             users: users
@@ -394,7 +416,7 @@ impl RequestNode {
         let grants = loaders(ctx).viewer_grants(db(ctx), viewer).await?;
         Ok(viewer_may_decide(
             viewer,
-            grants,
+            &grants,
             &self.0,
             &policy,
             &decisions,

@@ -1,0 +1,222 @@
+//! The promises that must hold against an attacker or a careless client (one test per
+//! defect found in the hardening review).
+
+use serde_json::json;
+
+use crate::helpers::{Persona, spawn_app};
+use crate::lifecycle_helpers::{approve_with, refund, submit};
+
+backend_tests! {
+    /// A threshold is never compared with an amount in another currency: 999.999 KWD
+    /// (≈ 3,250 USD) and 999.9999 CLF (≈ 40,000 USD) keep the sign-off stage, because the
+    /// refund policy names no threshold for them; EUR and USD behave as before.
+    async fn a_threshold_never_compares_across_currencies(backend) {
+        let app = spawn_app(backend).await;
+        let bob = app.token_for(Persona::Bob);
+        for (amount, currency, lead_stage, after_one) in [
+            ("999.999", "KWD", "WAITING", "PENDING"),
+            ("999.9999", "CLF", "WAITING", "PENDING"),
+            ("1000.00", "EUR", "WAITING", "PENDING"),
+            ("1000.00", "USD", "WAITING", "PENDING"),
+            ("999.99", "EUR", "SKIPPED", "APPROVED"),
+            ("999.99", "USD", "SKIPPED", "APPROVED"),
+        ] {
+            let mut input = refund(amount);
+            input["currency"] = json!(currency);
+            let request = submit(&app, Persona::Alice, input).await;
+            assert_eq!(request["stages"][1]["state"], lead_stage, "{amount} {currency}");
+            let approved = approve_with(&app, &bob, &request["id"]).await;
+            let status = &approved.expect_ok()["approveRequest"]["request"]["status"];
+            assert_eq!(status, after_one, "{amount} {currency} after one finance approval");
+        }
+
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }";
+        let stage = |min_amounts| json!({ "input": {
+            "key": "refund", "name": "Refund", "expiresAfterSeconds": 3600,
+            "stages": [{ "name": "Lead", "approverRoles": ["finance_lead"], "requiredApprovals": 1,
+                         "minAmounts": min_amounts }],
+        }});
+        for bad in [
+            json!([{ "amount": "10", "currency": "EUR" }, { "amount": "20.00", "currency": "EUR" }]),
+            json!([{ "amount": "10.001", "currency": "EUR" }]),
+            json!([{ "amount": "-1", "currency": "EUR" }]),
+            json!([{ "amount": "10", "currency": "XXX" }]),
+        ] {
+            let refused = app.graphql_as(Persona::Grace, upsert, stage(bad.clone())).await;
+            assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"), "{bad}");
+            assert_eq!(refused.body["errors"][0]["extensions"]["field"], "stages.minAmounts");
+        }
+        let bare = app
+            .graphql_as(Persona::Grace, upsert, json!({ "input": {
+                "key": "refund", "name": "Refund", "expiresAfterSeconds": 3600,
+                "stages": [{ "name": "Lead", "approverRoles": ["finance_lead"],
+                             "requiredApprovals": 1, "minAmount": "1000" }],
+            }}))
+            .await;
+        assert_eq!(bare.error_code(), Some("BAD_USER_INPUT"), "a threshold without a currency");
+    }
+}
+
+/// Runs SQL against the app's database behind its back, as an operator (or a fault) would.
+async fn behind_the_back(app: &crate::helpers::TestApp, sql: &str) {
+    use sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(&app.database_url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.unwrap();
+}
+
+backend_tests! {
+    /// The standing check fails closed: when it cannot be read, `connection_init` is refused
+    /// with 4500 instead of acknowledged.
+    async fn a_socket_is_refused_when_standing_cannot_be_read(backend) {
+        use crate::websocket::{CLOSES_WITHIN, close_code, connect, send};
+        let app = spawn_app(backend).await;
+        let alice = app.token_for(Persona::Alice);
+        app.graphql(Some(&alice), "{ viewer { subject } }", json!({})).await.expect_ok();
+        behind_the_back(&app, "ALTER TABLE users RENAME TO users_elsewhere").await;
+        let mut socket = connect(&app, "graphql-transport-ws").await;
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {alice}") } });
+        send(&mut socket, init).await;
+        assert_eq!(close_code(&mut socket, CLOSES_WITHIN).await, Some(4500));
+    }
+
+    /// Standing is read again for each operation: a user disabled without any notice
+    /// reaching this replica (background checks off) cannot start one more.
+    async fn every_operation_on_a_socket_rechecks_standing(backend) {
+        use crate::websocket::{CLOSES_WITHIN, close_code, connect_as, send};
+        let app = crate::helpers::spawn_app_with(backend, |config| config.background_jobs = false).await;
+        let alice = app.token_for(Persona::Alice);
+        let mut socket = connect_as(&app, &alice).await;
+        behind_the_back(&app, "UPDATE users SET disabled_at = '2026-01-01T00:00:00+00:00', disabled_reason = 'test' WHERE subject = 'alice'").await;
+        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ viewer { subject } }" } });
+        send(&mut socket, subscribe).await;
+        assert_eq!(close_code(&mut socket, CLOSES_WITHIN).await, Some(4403));
+    }
+}
+
+backend_tests! {
+    /// Verifying while others write checks the prefix up to the head it read first, so it
+    /// never reports the appends it raced with as tampering.
+    async fn verifying_the_chain_during_writes_is_always_ok(backend) {
+        let app = spawn_app(backend).await;
+        let alice = app.token_for(Persona::Alice);
+        let writes = async {
+            for i in 0..40 {
+                let mut input = refund("12.00");
+                input["title"] = json!(format!("Concurrent refund {i}"));
+                crate::lifecycle_helpers::submit_with(&app, &alice, input).await.expect_ok();
+            }
+        };
+        let checks = async {
+            let mut reports = Vec::new();
+            for _ in 0..25 {
+                let report = app
+                    .graphql_as(Persona::Frank, "{ verifyAuditChain { ok checked firstBrokenSequence } }", json!({}))
+                    .await;
+                reports.push(report.expect_ok()["verifyAuditChain"].clone());
+            }
+            reports
+        };
+        let ((), reports) = tokio::join!(writes, checks);
+        for report in &reports {
+            assert_eq!(report["ok"], true, "{reports:?}");
+        }
+        let grew = reports.first().unwrap()["checked"] != reports.last().unwrap()["checked"];
+        assert!(grew, "the checks ran while the log grew: {reports:?}");
+    }
+}
+
+backend_tests! {
+    /// Each delivered event is resolved against fresh data: the APPROVED event carries the
+    /// approving decision and the stage it completed, not what the SUBMITTED event cached.
+    async fn each_subscription_event_is_resolved_fresh(backend) {
+        use crate::subscriptions::{WITHIN, next_event};
+        use crate::websocket::{connect_as, send};
+        let app = spawn_app(backend).await;
+        let bob = app.token_for(Persona::Bob);
+        let mut socket = connect_as(&app, &bob).await;
+        let query = "subscription { requestEvents(after: \"0\") { kind request { id
+            decisions { verdict approver { subject } } stages { position state } viewerCanApprove } } }";
+        send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": { "query": query } })).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let submitted = next_event(&mut socket, WITHIN).await.expect("SUBMITTED");
+        assert_eq!(submitted["request"]["decisions"], json!([]));
+        assert_eq!(submitted["request"]["viewerCanApprove"], true);
+        approve_with(&app, &bob, &request["id"]).await.expect_ok();
+        let approved = next_event(&mut socket, WITHIN).await.expect("APPROVED");
+        assert_eq!(approved["kind"], "APPROVED");
+        assert_eq!(approved["request"]["decisions"], json!([{ "verdict": "APPROVE", "approver": { "subject": "bob" } }]));
+        assert_eq!(approved["request"]["stages"][0]["state"], "APPROVED");
+        assert_eq!(approved["request"]["viewerCanApprove"], false);
+    }
+}
+
+backend_tests! {
+    /// `eligibleApprovers` is batched across the page (the same statements for 5 rows as
+    /// for 12), lists nobody disabled, and the cost of a list scales with `first`.
+    async fn eligible_approvers_are_batched_exclude_the_disabled_and_lists_cost_per_row(backend) {
+        let app = spawn_app(backend).await;
+        let erin = app.token("erin", &["finance".to_owned()]);
+        app.graphql(Some(&erin), "{ viewer { subject } }", json!({})).await.expect_ok();
+        let disable = "mutation($input: DisableUserInput!) { disableUser(input: $input) { user { subject } } }";
+        app.graphql_as(Persona::Grace, disable, json!({ "input": { "subject": "erin", "reason": "left" } }))
+            .await
+            .expect_ok();
+        for persona in [Persona::Bob, Persona::Carol] {
+            app.graphql_as(persona, "{ viewer { subject } }", json!({})).await.expect_ok();
+        }
+        for i in 0..12 {
+            let mut input = refund("20.00");
+            input["title"] = json!(format!("Refund {i}"));
+            submit(&app, Persona::Alice, input).await;
+        }
+        let query = "query($first: Int) { requests(first: $first) { edges { node {
+            eligibleApprovers { roles users { subject } } } } } }";
+        let grace = app.token_for(Persona::Grace);
+        let mut costs = Vec::new();
+        for first in [5, 12] {
+            let page = app.graphql(Some(&grace), query, json!({ "first": first })).await;
+            let edges = page.expect_ok()["requests"]["edges"].as_array().unwrap().clone();
+            assert_eq!(edges.len(), first);
+            for edge in &edges {
+                assert_eq!(edge["node"]["eligibleApprovers"]["users"], json!([{ "subject": "bob" }, { "subject": "carol" }]));
+            }
+            costs.push(page.statements());
+        }
+        assert_eq!(costs[0], costs[1], "statements for 5 rows vs 12 rows: {costs:?}");
+
+        let heavy = "query($first: Int) { requests(first: $first) { edges { node {
+            id title status amount currency createdAt updatedAt expiresAt version
+            requester { subject name email } policy { key name version stages { name approverRoles } }
+            stages { position name state approvals decisions { verdict comment approver { subject } } }
+            decisions { verdict comment createdAt approver { subject name } }
+            auditTrail { action summary actor occurredAt sequence hash }
+            eligibleApprovers { roles users { subject name } } viewerCanApprove } } } }";
+        app.graphql(Some(&grace), heavy, json!({ "first": 10 })).await.expect_ok();
+        let refused = app.graphql(Some(&grace), heavy, json!({ "first": 100 })).await;
+        assert_eq!(refused.error_code(), Some("QUERY_REJECTED"), "{}", refused.body);
+
+        let frank = app.token_for(Persona::Frank);
+        app.graphql(Some(&frank), "{ verifyAuditChain { ok } }", json!({})).await.expect_ok();
+        let twice = app.graphql(Some(&frank), "{ a: verifyAuditChain { ok } b: verifyAuditChain { ok } }", json!({})).await;
+        assert_eq!(twice.error_code(), Some("QUERY_REJECTED"), "{}", twice.body);
+    }
+
+    /// Hundreds of aliases (or fields) in one operation are refused before anything runs.
+    async fn aliases_and_fields_per_operation_are_limited(backend) {
+        let app = spawn_app(backend).await;
+        let many = |n: usize| {
+            let fields: Vec<String> = (0..n).map(|i| format!("v{i}: viewer {{ subject }}")).collect();
+            format!("{{ {} }}", fields.join(" "))
+        };
+        let fine = app.graphql_as(Persona::Alice, &many(10), json!({})).await;
+        assert_eq!(fine.expect_ok()["v9"]["subject"], "alice");
+        let refused = app.graphql_as(Persona::Alice, &many(500), json!({})).await;
+        assert_eq!(refused.error_code(), Some("QUERY_REJECTED"), "{}", refused.body);
+        assert!(refused.body["data"].is_null());
+        let wide: Vec<String> = (0..600).map(|_| "subject".to_owned()).collect();
+        let wide = format!("{{ viewer {{ {} }} }}", wide.join(" "));
+        let refused = app.graphql_as(Persona::Alice, &wide, json!({})).await;
+        assert_eq!(refused.error_code(), Some("QUERY_REJECTED"), "{}", refused.body);
+    }
+}
