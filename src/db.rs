@@ -30,7 +30,9 @@ pub async fn connect(database_url: &str) -> anyhow::Result<DatabaseConnection> {
         .map_sqlx_sqlite_opts(|opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: an acknowledged decision survives a power cut. NORMAL in WAL mode
+                // can lose the last commits, which "never lost" does not allow.
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
         });
@@ -137,4 +139,29 @@ macro_rules! write_transaction {
             }
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    #[tokio::test]
+    async fn sqlite_commits_are_durable() {
+        let dir = std::env::temp_dir().join(format!("cs-db-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let db = super::connect(&url).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA synchronous",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let level: i32 = row.try_get_by_index(0).unwrap();
+        assert_eq!(level, 2, "synchronous=FULL");
+        db.close().await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_domain_model;
 mod m20261123_000002_audit_append_only;
 mod m20261123_000003_stage_thresholds_per_currency;
+mod m20261123_000004_audit_no_replace;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_domain_model::Migration),
             Box::new(m20261123_000002_audit_append_only::Migration),
             Box::new(m20261123_000003_stage_thresholds_per_currency::Migration),
+            Box::new(m20261123_000004_audit_no_replace::Migration),
         ]
     }
 }

@@ -2,8 +2,8 @@
 
 use entity::{policy, role_permission};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -158,6 +158,9 @@ impl Command for ChangeGrant {
                 )));
             }
             (GrantChange::Revoke, Some(grant)) => {
+                if action == Action::AccessManage && policy.is_none() {
+                    one_access_revocation_at_a_time(txn).await?;
+                }
                 role_permission::Entity::delete_by_id(grant.id)
                     .exec(txn)
                     .await?;
@@ -213,3 +216,21 @@ fn grants_snapshot(grants: &[role_permission::Model]) -> Value {
             .collect::<Vec<_>>()
     )
 }
+
+/// Serializes revocations of `access.manage` so the "somebody can still manage access"
+/// count below cannot be raced: on PostgreSQL two transactions each removing a different
+/// role's grant would otherwise both count the other's row and both commit. A transaction
+/// advisory lock is released at commit or rollback. SQLite runs one writer at a time, and
+/// the count follows this transaction's own delete, so it needs nothing more.
+async fn one_access_revocation_at_a_time(txn: &DatabaseTransaction) -> Result<(), AppError> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({ACCESS_REVOCATION_LOCK})"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// The advisory lock key for `access.manage` revocations (any constant, used only here).
+const ACCESS_REVOCATION_LOCK: i64 = 0x436f_756e_7465_7201;

@@ -139,10 +139,13 @@ const PAGE: &str = r##"<!doctype html>
         url: window.location.pathname,
         subscriptionUrl: wsScheme + window.location.host + window.location.pathname.replace(/\/$/, '') + '/ws',
       });
-      var props = { fetcher: fetcher, shouldPersistHeaders: true, defaultEditorToolsVisibility: 'headers' };
+      // A bearer token must not outlive the tab: headers are never persisted, and any an
+      // older version of this page left in localStorage are removed.
+      try { localStorage.removeItem('graphiql:headers'); } catch (e) {}
+      var props = { fetcher: fetcher, shouldPersistHeaders: false, defaultEditorToolsVisibility: 'headers' };
       if (token) {
         props.headers = JSON.stringify({ Authorization: 'Bearer ' + token }, null, 2);
-      } else if (!localStorage.getItem('graphiql:headers')) {
+      } else {
         document.getElementById('hint').classList.remove('hidden');
       }
       ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, props));

@@ -220,3 +220,75 @@ backend_tests! {
         assert_eq!(refused.error_code(), Some("QUERY_REJECTED"), "{}", refused.body);
     }
 }
+
+backend_tests! {
+    /// An event cannot be overwritten in place: SQLite's INSERT OR REPLACE (which skips
+    /// DELETE triggers) and PostgreSQL's ON CONFLICT DO UPDATE are both refused.
+    async fn an_audit_event_cannot_be_replaced(backend) {
+        let app = spawn_app(backend).await;
+        submit(&app, Persona::Alice, refund("25.00")).await;
+        let copy = "CREATE TEMP TABLE forged AS SELECT * FROM audit_events WHERE sequence = 1; \
+                    UPDATE forged SET summary = 'nothing happened';";
+        let replace = match backend {
+            crate::helpers::Backend::Sqlite => "INSERT OR REPLACE INTO audit_events SELECT * FROM forged",
+            crate::helpers::Backend::Postgres => "INSERT INTO audit_events SELECT * FROM forged \
+                ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary",
+        };
+        use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+        let db = Database::connect(&app.database_url).await.unwrap();
+        let txn = db.begin().await.unwrap();
+        txn.execute_unprepared(copy).await.expect("the forged copy");
+        let refused = txn.execute_unprepared(replace).await.expect_err("the replace must fail");
+        assert!(refused.to_string().contains("append-only"), "{refused}");
+        txn.rollback().await.unwrap();
+        let report = app
+            .graphql_as(Persona::Frank, "{ verifyAuditChain { ok } }", json!({}))
+            .await;
+        assert_eq!(report.expect_ok()["verifyAuditChain"]["ok"], true);
+        let trail = app
+            .graphql_as(Persona::Frank, "{ auditEvents(first: 100) { edges { node { summary } } } }", json!({}))
+            .await;
+        assert!(!trail.body.to_string().contains("nothing happened"));
+    }
+}
+
+backend_tests! {
+    /// GraphiQL never keeps the bearer token in localStorage, and clears what an older
+    /// page left there.
+    async fn graphiql_does_not_persist_the_token(backend) {
+        let app = spawn_app(backend).await;
+        let page = app.get("/graphql").await.text().await.unwrap();
+        assert!(page.contains("shouldPersistHeaders: false"), "{page}");
+        assert!(!page.contains("shouldPersistHeaders: true"));
+        assert!(page.contains("localStorage.removeItem('graphiql:headers')"));
+    }
+}
+
+postgres_tests! {
+    /// Two concurrent revocations of `access.manage` from the only two roles holding it:
+    /// one is refused every time, so somebody can always still administer.
+    async fn the_last_access_manager_cannot_be_revoked_by_a_race() {
+        let app = spawn_app(crate::helpers::Backend::Postgres).await;
+        let grace = app.token_for(Persona::Grace);
+        let sam = app.token("sam", &["security".to_owned()]);
+        let grant = "mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { role } }";
+        let revoke = "mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { role } }";
+        let input = |role: &str| json!({ "input": { "role": role, "action": "ACCESS_MANAGE" } });
+        app.graphql(Some(&grace), grant, input("security")).await.expect_ok();
+        for round in 0..20 {
+            let (by_grace, by_sam) = tokio::join!(
+                app.graphql(Some(&grace), revoke, input("security")),
+                app.graphql(Some(&sam), revoke, input("admin")),
+            );
+            let revoked_security = by_grace.body.get("errors").is_none();
+            let revoked_admin = by_sam.body.get("errors").is_none();
+            assert!(!(revoked_security && revoked_admin), "round {round}: both revocations committed");
+            assert!(revoked_security || revoked_admin, "round {round}: one of them may go: {} {}", by_grace.body, by_sam.body);
+            if revoked_security {
+                app.graphql(Some(&grace), grant, input("security")).await.expect_ok();
+            } else {
+                app.graphql(Some(&sam), grant, input("admin")).await.expect_ok();
+            }
+        }
+    }
+}
