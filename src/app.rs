@@ -63,7 +63,7 @@ impl App {
             telemetry::statement_executed();
             tracing::trace!(target: "countersign::sql", sql = %info.statement.sql, failed = info.failed);
         });
-        db::migrate_up(&db).await?;
+        db::migrate_on_start(&db).await?;
         let seeded = demo::seed(&db, &clock, config.demo, config.environment).await?;
         if let Some(dir) = &config.graphiql_assets {
             let missing: Vec<_> = graphiql::ASSET_FILES

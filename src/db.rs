@@ -11,7 +11,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::error::AppError;
@@ -44,6 +44,36 @@ pub async fn connect(database_url: &str) -> anyhow::Result<DatabaseConnection> {
 
 pub async fn migrate_up(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("applying migrations")
+}
+
+/// Applies pending migrations at start-up, and touches nothing when there are none. So the
+/// server can run as a role that may not change the schema (nor disable the audit log's
+/// triggers) once its owner has run `countersign migrate up` — see the README.
+pub async fn migrate_on_start(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let applied = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await;
+    let applied: Vec<String> = match applied {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|row| row.try_get::<String>("", "version").ok())
+            .collect(),
+        // No migration table yet: a new database.
+        Err(_) => Vec::new(),
+    };
+    let current = Migrator::migrations()
+        .iter()
+        .all(|m| applied.iter().any(|a| a == m.name()));
+    if current {
+        return Ok(());
+    }
+    migrate_up(db).await.context(
+        "the server applies pending migrations at start; if its database role may not \
+         change the schema, run `countersign migrate up` as the schema's owner first",
+    )
 }
 
 /// Names of migrations not yet applied; empty means the schema is current.

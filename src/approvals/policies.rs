@@ -1,5 +1,7 @@
 //! Policies: saving a new version (`upsertPolicy`), and reading them.
 
+use std::collections::HashMap;
+
 use entity::{policy, policy_stage};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use super::model::{StageRule, Thresholds, validate_description};
 use crate::access::requests::stage_roles;
-use crate::access::{Action, authorize, grants_for};
+use crate::access::{Action, Grants, authorize, grants_for};
 use crate::command::{Attempt, Command, Effect, stored_id};
 use crate::error::AppError;
 use crate::kernel::{CommandContext, Viewer};
@@ -323,44 +325,56 @@ async fn stages_of<C: ConnectionTrait>(
         .await?)
 }
 
-/// The current version of every policy the viewer may submit to, view, or manage.
+/// Whether the viewer has anything to do with the policy: manage it, submit or view under
+/// it, or decide one of its stages. One they have nothing to do with is answered exactly
+/// like one that does not exist, so policy keys cannot be enumerated.
+pub fn in_view(grants: &Grants, viewer: &Viewer, version: &PolicyVersion) -> bool {
+    let key = Some(version.policy.key.as_str());
+    grants.allows(Action::PolicyManage, key)
+        || grants.allows(Action::RequestSubmit, key)
+        || grants.allows(Action::RequestView, key)
+        || version
+            .stages
+            .iter()
+            .any(|s| stage_roles(s).iter().any(|r| viewer.has_role(r)))
+}
+
+/// The current version of every policy the viewer has something to do with ([`in_view`]).
+/// Only current versions: a policy whose newest version leaves the viewer out is not
+/// listed at all, never as an older version.
 pub async fn visible_policies(
     db: &DatabaseConnection,
     viewer: &Viewer,
 ) -> Result<Vec<PolicyVersion>, AppError> {
     let grants = grants_for(db, viewer).await?;
-    let all_stages = policy_stage::Entity::find().all(db).await?;
-    let decides = |policy_id: Uuid| {
-        all_stages
-            .iter()
-            .filter(|s| s.policy_id == policy_id)
-            .any(|s| stage_roles(s).iter().any(|r| viewer.has_role(r)))
-    };
     let all = policy::Entity::find()
         .order_by_asc(policy::Column::Key)
         .order_by_desc(policy::Column::Version)
         .all(db)
         .await?;
-    let mut current: Vec<policy::Model> = Vec::new();
+    let mut newest: Vec<policy::Model> = Vec::new();
     for policy in all {
-        if current.last().is_some_and(|p| p.key == policy.key) {
-            continue; // an older version
-        }
-        let key = Some(policy.key.as_str());
-        if grants.allows(Action::PolicyManage, key)
-            || grants.allows(Action::RequestSubmit, key)
-            || grants.allows(Action::RequestView, key)
-            || decides(policy.id)
-        {
-            current.push(policy);
+        if newest.last().is_none_or(|p| p.key != policy.key) {
+            newest.push(policy);
         }
     }
-    let mut versions = Vec::with_capacity(current.len());
-    for policy in current {
-        let stages = stages_of(db, policy.id).await?;
-        versions.push(PolicyVersion { policy, stages });
+    let mut stages: HashMap<Uuid, Vec<policy_stage::Model>> = HashMap::new();
+    for stage in policy_stage::Entity::find()
+        .filter(policy_stage::Column::PolicyId.is_in(newest.iter().map(|p| p.id)))
+        .order_by_asc(policy_stage::Column::Position)
+        .all(db)
+        .await?
+    {
+        stages.entry(stage.policy_id).or_default().push(stage);
     }
-    Ok(versions)
+    Ok(newest
+        .into_iter()
+        .map(|policy| PolicyVersion {
+            stages: stages.remove(&policy.id).unwrap_or_default(),
+            policy,
+        })
+        .filter(|version| in_view(&grants, viewer, version))
+        .collect())
 }
 
 /// The stage as it applies to a request in `currency`: its threshold in that currency only.

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::model::{Money, submission, validate_description, validate_payload, validate_title};
-use super::policies::{current_policy, stage_rule};
+use super::policies::{current_policy, in_view, stage_rule};
 use super::store::{replay_request, transition_effect};
-use crate::access::{Action, authorize};
+use crate::access::{Action, authorize, grants_for};
 use crate::command::{Attempt, Command, Effect};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
@@ -77,14 +77,18 @@ impl Command for Submit {
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
     ) -> Result<Effect<request::Model>, AppError> {
+        let no_such_policy = || {
+            AppError::bad_input(
+                "policy",
+                format!("there is no policy {:?}", self.input.policy),
+            )
+        };
         let policy = current_policy(txn, &self.input.policy)
             .await?
-            .ok_or_else(|| {
-                AppError::bad_input(
-                    "policy",
-                    format!("there is no policy {:?}", self.input.policy),
-                )
-            })?;
+            .ok_or_else(no_such_policy)?;
+        if !in_view(&grants_for(txn, &ctx.actor).await?, &ctx.actor, &policy) {
+            return Err(no_such_policy());
+        }
         authorize(
             txn,
             &ctx.actor,

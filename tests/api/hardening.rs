@@ -292,3 +292,84 @@ postgres_tests! {
         }
     }
 }
+
+backend_tests! {
+    /// `policies` lists only current versions (not an older one that still named the
+    /// viewer), and a policy the viewer has nothing to do with answers like a missing one.
+    async fn policies_show_only_current_versions_and_cannot_be_enumerated(backend) {
+        let app = spawn_app(backend).await;
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }";
+        let payout = |role: &str| json!({ "input": {
+            "key": "payout", "name": "Payout", "expiresAfterSeconds": 3600,
+            "stages": [{ "name": "Treasury", "approverRoles": [role], "requiredApprovals": 1 }],
+        }});
+        let tara = app.token("tara", &["treasury".to_owned()]);
+        let listed = |token: String| {
+            let app = &app;
+            async move {
+                let response = app.graphql(Some(&token), "{ policies { key version } }", json!({})).await;
+                response.expect_ok()["policies"].clone()
+            }
+        };
+        app.graphql_as(Persona::Grace, upsert, payout("treasury")).await.expect_ok();
+        assert_eq!(listed(tara.clone()).await, json!([{ "key": "payout", "version": 1 }]));
+        app.graphql_as(Persona::Grace, upsert, payout("security")).await.expect_ok();
+        assert_eq!(listed(tara).await, json!([]), "version 1 is not current any more");
+
+        let dave = app.token_for(Persona::Dave);
+        let try_policy = |key: &str| {
+            let mut input = refund("10.00");
+            input["policy"] = json!(key);
+            crate::lifecycle_helpers::submit_with(&app, &dave, input)
+        };
+        let (hidden, missing) = (try_policy("payout").await, try_policy("nope").await);
+        assert_eq!(hidden.error_code(), Some("BAD_USER_INPUT"), "{}", hidden.body);
+        assert_eq!(missing.error_code(), Some("BAD_USER_INPUT"));
+        let strip = |body: &serde_json::Value| body.to_string().replace("payout", "KEY").replace("nope", "KEY");
+        assert_eq!(strip(&hidden.body), strip(&missing.body), "identical answers");
+    }
+}
+
+postgres_tests! {
+    /// The server runs as a role that may only read and append the audit log (the grants
+    /// in docs/postgres-app-role.sql): requests are filed, decided and verified, while that
+    /// role can neither edit an event nor disable the log's triggers.
+    async fn the_server_runs_as_a_role_that_may_only_append_the_audit_log() {
+        use sea_orm::{ConnectionTrait, Database};
+        let owner = spawn_app(crate::helpers::Backend::Postgres).await;
+        let role = format!("cs_app_{}", uuid::Uuid::now_v7().simple());
+        let grants = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/postgres-app-role.sql"))
+            .unwrap()
+            .replace("countersign_app", &role);
+        let as_owner = Database::connect(&owner.database_url).await.unwrap();
+        as_owner.execute_unprepared(&format!("CREATE ROLE {role} LOGIN")).await.unwrap();
+        as_owner.execute_unprepared(&grants).await.unwrap();
+        let (server, database) = owner.database_url.rsplit_once('/').unwrap();
+        let (scheme, host) = server.split_once("://").unwrap();
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let restricted_url = format!("{scheme}://{role}@{host}/{database}");
+
+        let app = crate::helpers::spawn_replica_at(&owner, &restricted_url).await;
+        let request = submit(&app, Persona::Alice, refund("300.00")).await;
+        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
+        let report = app.graphql_as(Persona::Frank, "{ verifyAuditChain { ok checked } }", json!({})).await;
+        assert_eq!(report.expect_ok()["verifyAuditChain"]["ok"], true);
+
+        let as_app = Database::connect(&restricted_url).await.unwrap();
+        for forbidden in [
+            "UPDATE audit_events SET summary = 'x'",
+            "DELETE FROM audit_events",
+            "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+            "DROP TRIGGER audit_events_no_change ON audit_events",
+        ] {
+            let refused = as_app.execute_unprepared(forbidden).await.expect_err(forbidden);
+            let text = refused.to_string();
+            assert!(text.contains("permission denied") || text.contains("must be owner"), "{forbidden}: {text}");
+        }
+        as_app.close().await.unwrap();
+        // Roles live in the cluster, not the test database: best effort, so runs do not pile up.
+        as_owner.execute_unprepared(&format!("DROP OWNED BY {role}")).await.ok();
+        as_owner.execute_unprepared(&format!("DROP ROLE {role}")).await.ok();
+        as_owner.close().await.unwrap();
+    }
+}

@@ -319,7 +319,12 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
 
 /// A second server on the same database: another replica, as behind a load balancer.
 pub async fn spawn_replica(of: &TestApp) -> TestApp {
-    let config = test_config(&of.database_url);
+    spawn_replica_at(of, &of.database_url).await
+}
+
+/// A replica reaching the same database through another URL (another role, say).
+pub async fn spawn_replica_at(of: &TestApp, database_url: &str) -> TestApp {
+    let config = test_config(database_url);
     let address = start(config, of.clock.clone()).await;
     TestApp {
         address,
