@@ -31,6 +31,18 @@ pub const ASSET_FILES: [(&str, &str); 4] = [
     ),
 ];
 
+/// Subresource integrity of each file in [`ASSET_FILES`], in the same order: the browser
+/// refuses a script or stylesheet that differs, from the CDN or from a local copy alike.
+/// The hashes are of the files in the npm packages (`npm pack react@18.3.1
+/// react-dom@18.3.1 graphiql@3.8.3`, `openssl dgst -sha384 -binary FILE | base64`), which
+/// unpkg serves unchanged.
+pub const ASSET_INTEGRITY: [&str; 4] = [
+    "sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z",
+    "sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1",
+    "sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie",
+    "sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM",
+];
+
 /// Renders the page. `local_assets` is the configured directory, if any.
 pub fn page(local_assets: Option<&Path>) -> String {
     let (urls, source, missing): (Vec<String>, String, Vec<&str>) = match local_assets {
@@ -70,6 +82,10 @@ pub fn page(local_assets: Option<&Path>) -> String {
         .replace("{{react_dom}}", &urls[1])
         .replace("{{graphiql_js}}", &urls[2])
         .replace("{{graphiql_css}}", &urls[3])
+        .replace("{{react_sri}}", ASSET_INTEGRITY[0])
+        .replace("{{react_dom_sri}}", ASSET_INTEGRITY[1])
+        .replace("{{graphiql_js_sri}}", ASSET_INTEGRITY[2])
+        .replace("{{graphiql_css_sri}}", ASSET_INTEGRITY[3])
         .replace("{{source}}", &html_escape(&source))
         .replace("{{missing}}", &missing_html)
         .replace("{{needed}}", &needed)
@@ -92,7 +108,7 @@ const PAGE: &str = r##"<!doctype html>
   <meta charset="utf-8">
   <title>Countersign GraphiQL</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="{{graphiql_css}}" onerror="countersignMissing(this.href)">
+  <link rel="stylesheet" href="{{graphiql_css}}" integrity="{{graphiql_css_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.href)">
   <style>
     html, body { height: 100%; margin: 0; font-family: system-ui, sans-serif; }
     #graphiql { height: 100vh; }
@@ -119,9 +135,9 @@ const PAGE: &str = r##"<!doctype html>
     (tokens are printed by <code>countersign serve</code> and <code>countersign token</code>) or add
     <code>{"Authorization": "Bearer &lt;token&gt;"}</code> under Headers.</div>
   <div id="graphiql"></div>
-  <script src="{{react}}" crossorigin onerror="countersignMissing(this.src)"></script>
-  <script src="{{react_dom}}" crossorigin onerror="countersignMissing(this.src)"></script>
-  <script src="{{graphiql_js}}" crossorigin onerror="countersignMissing(this.src)"></script>
+  <script src="{{react}}" integrity="{{react_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
+  <script src="{{react_dom}}" integrity="{{react_dom_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
+  <script src="{{graphiql_js}}" integrity="{{graphiql_js_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
   <script>
     (function () {
       var problem = document.getElementById('problem');

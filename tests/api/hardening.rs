@@ -253,14 +253,18 @@ backend_tests! {
 }
 
 backend_tests! {
-    /// GraphiQL never keeps the bearer token in localStorage, and clears what an older
-    /// page left there.
+    /// GraphiQL never keeps the bearer token in localStorage, clears what an older page
+    /// left there, and loads only scripts whose hash it names.
     async fn graphiql_does_not_persist_the_token(backend) {
         let app = spawn_app(backend).await;
         let page = app.get("/graphql").await.text().await.unwrap();
         assert!(page.contains("shouldPersistHeaders: false"), "{page}");
         assert!(!page.contains("shouldPersistHeaders: true"));
         assert!(page.contains("localStorage.removeItem('graphiql:headers')"));
+        // Every script and stylesheet is pinned by its hash.
+        let tags = page.matches("<script src=").count() + page.matches("<link rel=\"stylesheet\"").count();
+        assert_eq!(tags, 4, "{page}");
+        assert_eq!(page.matches("integrity=\"sha384-").count(), 4, "{page}");
     }
 }
 
