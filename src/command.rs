@@ -118,7 +118,7 @@ pub async fn run<C: Command>(
             replayed: false,
         })
     });
-    if let Err(AppError::Forbidden(why)) = &result {
+    if let Err(AppError::Forbidden(why) | AppError::Concealed { reason: why, .. }) = &result {
         audit::service::record_denied(db, ctx, &command.attempt(), why).await;
     }
     result

@@ -11,7 +11,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::error::AppError;
@@ -50,24 +50,7 @@ pub async fn migrate_up(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// server can run as a role that may not change the schema (nor disable the audit log's
 /// triggers) once its owner has run `countersign migrate up` — see the README.
 pub async fn migrate_on_start(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let applied = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT version FROM seaql_migrations",
-        ))
-        .await;
-    let applied: Vec<String> = match applied {
-        Ok(rows) => rows
-            .iter()
-            .filter_map(|row| row.try_get::<String>("", "version").ok())
-            .collect(),
-        // No migration table yet: a new database.
-        Err(_) => Vec::new(),
-    };
-    let current = Migrator::migrations()
-        .iter()
-        .all(|m| applied.iter().any(|a| a == m.name()));
-    if current {
+    if pending_migrations(db).await?.is_empty() {
         return Ok(());
     }
     migrate_up(db).await.context(
@@ -76,9 +59,10 @@ pub async fn migrate_on_start(db: &DatabaseConnection) -> anyhow::Result<()> {
     )
 }
 
-/// Names of migrations not yet applied; empty means the schema is current.
+/// Names of migrations not yet applied; empty means the schema is current. Read only (it
+/// never creates the migrations table), so a role without DDL rights can ask.
 pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
-    let pending = Migrator::get_pending_migrations(db)
+    let pending = Migrator::get_pending_migrations_read_only(db)
         .await
         .context("reading migration status")?;
     Ok(pending.iter().map(|m| m.name().to_owned()).collect())

@@ -42,6 +42,13 @@ pub enum AppError {
     QueryRejected(String),
     /// INTERNAL: anything else. Logged with its cause chain, masked for the client.
     Internal(anyhow::Error),
+    /// A refusal the client must not be able to tell from `answer` (a policy they have
+    /// nothing to do with answers like a missing one). The client sees only `answer`; the
+    /// command pipeline records the refusal, with `reason`, like a FORBIDDEN one.
+    Concealed {
+        reason: String,
+        answer: Box<AppError>,
+    },
 }
 
 impl AppError {
@@ -66,11 +73,15 @@ impl AppError {
             Self::RateLimited => "RATE_LIMITED",
             Self::QueryRejected(_) => "QUERY_REJECTED",
             Self::Internal(_) => "INTERNAL",
+            Self::Concealed { answer, .. } => answer.code(),
         }
     }
 
     /// The value of `extensions.retryable`: whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
+        if let Self::Concealed { answer, .. } = self {
+            return answer.retryable();
+        }
         matches!(
             self,
             Self::Conflict(_) | Self::IdempotencyKeyInUse | Self::RateLimited | Self::Internal(_)
@@ -95,6 +106,7 @@ impl AppError {
             }
             Self::RateLimited => "too many requests; slow down and retry".into(),
             Self::Internal(_) => "internal error".into(),
+            Self::Concealed { answer, .. } => answer.client_message(),
         }
     }
 
@@ -107,6 +119,9 @@ impl AppError {
 
     /// The GraphQL error for this value. Internal causes are logged here, exactly once.
     pub fn to_graphql_error(&self) -> async_graphql::Error {
+        if let Self::Concealed { answer, .. } = self {
+            return answer.to_graphql_error();
+        }
         self.log_if_internal();
         async_graphql::Error::new(self.client_message()).extend_with(|_, ext| {
             ext.set("code", self.code());

@@ -123,10 +123,7 @@ impl Money {
             )
         })?;
         if amount < Decimal::ZERO {
-            return Err(AppError::bad_input(
-                "amount",
-                "amount must be greater than zero",
-            ));
+            return Err(AppError::bad_input("amount", "amount must not be negative"));
         }
         if amount > MAX_AMOUNT {
             return Err(AppError::bad_input(

@@ -83,11 +83,19 @@ impl Command for Submit {
                 format!("there is no policy {:?}", self.input.policy),
             )
         };
+        // Grants are read first, so a missing policy and a hidden one cost the same reads.
+        let grants = grants_for(txn, &ctx.actor).await?;
         let policy = current_policy(txn, &self.input.policy)
             .await?
             .ok_or_else(no_such_policy)?;
-        if !in_view(&grants_for(txn, &ctx.actor).await?, &ctx.actor, &policy) {
-            return Err(no_such_policy());
+        if !in_view(&grants, &ctx.actor, &policy) {
+            return Err(AppError::Concealed {
+                reason: format!(
+                    "{} has nothing to do with policy {}",
+                    ctx.actor.subject, policy.policy.key
+                ),
+                answer: Box::new(no_such_policy()),
+            });
         }
         authorize(
             txn,

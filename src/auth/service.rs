@@ -210,6 +210,15 @@ struct Jwks {
 struct JwksState {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     read_at: Instant,
+    /// When the file last read and parsed.
+    good_at: Instant,
+}
+
+/// How long the last good keys stay in service while the file cannot be read: long enough
+/// to ride out a rewrite, short enough that deleting or breaking the file to revoke every
+/// key takes effect.
+fn stale_limit(refresh: Duration) -> Duration {
+    (refresh * 10).max(Duration::from_secs(300))
 }
 
 impl Jwks {
@@ -221,6 +230,7 @@ impl Jwks {
             state: RwLock::new(JwksState {
                 keys,
                 read_at: Instant::now(),
+                good_at: Instant::now(),
             }),
         })
     }
@@ -243,9 +253,16 @@ impl Jwks {
         if state.read_at.elapsed() >= self.refresh {
             state.read_at = Instant::now();
             match read_jwks(&self.path) {
-                Ok(keys) => state.keys = keys,
+                Ok(keys) => {
+                    state.keys = keys;
+                    state.good_at = state.read_at;
+                }
+                Err(err) if state.good_at.elapsed() > stale_limit(self.refresh) => {
+                    tracing::error!(error = %format!("{err:#}"), "the JWKS file has been unreadable too long; refusing every token until it is fixed");
+                    state.keys.clear();
+                }
                 Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "re-reading the JWKS file failed; keeping the old keys");
+                    tracing::error!(error = %format!("{err:#}"), "re-reading the JWKS file failed; keeping the last good keys for now");
                 }
             }
         }

@@ -243,14 +243,18 @@ async fn watch_head(bus: Arc<EventBus>) {
 /// Re-announces users whose access changed since the last check, in case a notification
 /// was lost (a replica restarting, a dropped LISTEN connection).
 ///
-/// It compares the whole set of disabled or session-revoked users with the previous read
-/// rather than looking for recent timestamps: a change committed late (a long
-/// transaction) or stamped by a skewed clock is still seen on the next tick.
+/// It compares the set of users disabled or session-revoked in the last day with the
+/// previous read rather than looking only at the seconds since the last tick: a change
+/// committed late (a long transaction) or stamped by a skewed clock is still seen on the
+/// next tick.
 async fn fallback_check(bus: Arc<EventBus>) {
     let mut known: Option<HashMap<String, Standing>> = None;
     let mut ticker = tokio::time::interval(FALLBACK_EVERY);
     loop {
         ticker.tick().await;
+        // A day back covers any commit however late or skewed, and keeps the read small
+        // however many users were ever disabled.
+        let recent = Utc::now() - chrono::Duration::days(1);
         let current = user::Entity::find()
             .select_only()
             .column(user::Column::Subject)
@@ -258,8 +262,8 @@ async fn fallback_check(bus: Arc<EventBus>) {
             .column(user::Column::SessionsRevokedAt)
             .filter(
                 Condition::any()
-                    .add(user::Column::DisabledAt.is_not_null())
-                    .add(user::Column::SessionsRevokedAt.is_not_null()),
+                    .add(user::Column::DisabledAt.gt(recent))
+                    .add(user::Column::SessionsRevokedAt.gt(recent)),
             )
             .into_tuple::<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>()
             .all(&bus.db)
@@ -275,11 +279,12 @@ async fn fallback_check(bus: Arc<EventBus>) {
             }
         };
         if let Some(known) = &known {
+            // New or changed entries only: one leaving the window, or a user enabled again,
+            // closes nothing.
             let changed = current
                 .iter()
                 .filter(|(subject, standing)| known.get(*subject) != Some(standing))
-                .map(|(subject, _)| subject)
-                .chain(known.keys().filter(|s| !current.contains_key(*s)));
+                .map(|(subject, _)| subject);
             for subject in changed {
                 let subject = subject.clone();
                 let _ = bus.local.send(BusEvent::UserAccessChanged { subject });

@@ -294,8 +294,10 @@ async fn check_standing(state: &AppState, viewer: &Viewer) -> Result<(), Close> 
         )),
         Err(err) => {
             err.log_if_internal();
+            // 1013 "try again later", not 4500: graphql-ws clients treat 4500 as fatal and
+            // would never come back after a database blip.
             Err(Close(
-                4500,
+                1013,
                 "could not check your access; reconnect shortly".into(),
             ))
         }

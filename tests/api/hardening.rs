@@ -67,7 +67,7 @@ async fn behind_the_back(app: &crate::helpers::TestApp, sql: &str) {
 
 backend_tests! {
     /// The standing check fails closed: when it cannot be read, `connection_init` is refused
-    /// with 4500 instead of acknowledged.
+    /// with 1013 (try again later) instead of acknowledged.
     async fn a_socket_is_refused_when_standing_cannot_be_read(backend) {
         use crate::websocket::{CLOSES_WITHIN, close_code, connect, send};
         let app = spawn_app(backend).await;
@@ -77,7 +77,20 @@ backend_tests! {
         let mut socket = connect(&app, "graphql-transport-ws").await;
         let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {alice}") } });
         send(&mut socket, init).await;
-        assert_eq!(close_code(&mut socket, CLOSES_WITHIN).await, Some(4500));
+        assert_eq!(close_code(&mut socket, CLOSES_WITHIN).await, Some(1013));
+    }
+
+    /// The per-operation check fails closed too: standing that cannot be read closes the
+    /// socket (1013, which clients retry) rather than running the operation.
+    async fn an_operation_is_refused_when_standing_cannot_be_read(backend) {
+        use crate::websocket::{CLOSES_WITHIN, close_code, connect_as, send};
+        let app = crate::helpers::spawn_app_with(backend, |config| config.background_jobs = false).await;
+        let alice = app.token_for(Persona::Alice);
+        let mut socket = connect_as(&app, &alice).await;
+        behind_the_back(&app, "ALTER TABLE users RENAME TO users_elsewhere").await;
+        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ viewer { subject } }" } });
+        send(&mut socket, subscribe).await;
+        assert_eq!(close_code(&mut socket, CLOSES_WITHIN).await, Some(1013));
     }
 
     /// Standing is read again for each operation: a user disabled without any notice
@@ -331,6 +344,11 @@ backend_tests! {
         assert_eq!(missing.error_code(), Some("BAD_USER_INPUT"));
         let strip = |body: &serde_json::Value| body.to_string().replace("payout", "KEY").replace("nope", "KEY");
         assert_eq!(strip(&hidden.body), strip(&missing.body), "identical answers");
+        // The probe is still on record for the auditors.
+        let denied = app
+            .graphql_as(Persona::Frank, r#"{ auditEvents(filter: { action: "request.submit.denied" }) { edges { node { actor subjectId } } } }"#, json!({}))
+            .await;
+        assert_eq!(denied.expect_ok()["auditEvents"]["edges"], json!([{ "node": { "actor": "dave", "subjectId": "payout" } }]));
     }
 }
 
@@ -354,6 +372,8 @@ postgres_tests! {
         let restricted_url = format!("{scheme}://{role}@{host}/{database}");
 
         let app = crate::helpers::spawn_replica_at(&owner, &restricted_url).await;
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
         let request = submit(&app, Persona::Alice, refund("300.00")).await;
         approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
         let report = app.graphql_as(Persona::Frank, "{ verifyAuditChain { ok checked } }", json!({})).await;

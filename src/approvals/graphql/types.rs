@@ -356,12 +356,17 @@ impl RequestNode {
                 .count();
             let approvals = i32::try_from(approvals).unwrap_or(i32::MAX);
             let current = self.0.current_stage.unwrap_or(0);
-            let state = if !rule.applies_to(amount) {
-                StageState::Skipped
-            } else if here.iter().any(|d| d.verdict == Verdict::Reject.as_str()) {
+            // What happened decides first; the threshold only says what will happen.
+            // (Stages the request went past without a decision were skipped whatever
+            // thresholds say now: a policy's stored thresholds may have been read
+            // differently when it was submitted.)
+            let went_past = stage.position < current || status == Status::Approved;
+            let state = if here.iter().any(|d| d.verdict == Verdict::Reject.as_str()) {
                 StageState::Rejected
             } else if approvals >= stage.required_approvals {
                 StageState::Approved
+            } else if (went_past && here.is_empty()) || !rule.applies_to(amount) {
+                StageState::Skipped
             } else if status == Status::Pending && stage.position == current {
                 StageState::Active
             } else if status == Status::Pending && stage.position > current {
