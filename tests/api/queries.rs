@@ -146,3 +146,34 @@ backend_tests! {
         assert!(costs[1] <= 10, "a page is a handful of statements, not one per row: {costs:?}");
     }
 }
+
+backend_tests! {
+    /// `myQueue` costs the same statements alone and with 15 others running at once, for a
+    /// short page and a long one: nothing depends on how the executor times its batches.
+    async fn my_queue_costs_the_same_statements_under_concurrency(backend) {
+        let app = spawn_app(backend).await;
+        let alice = app.token_for(Persona::Alice);
+        join_all((0..30).map(|i| {
+            let mut input = refund("75.00");
+            input["title"] = json!(format!("Queue refund {i}"));
+            submit_with(&app, &alice, input)
+        }))
+        .await;
+        let bob = app.token_for(Persona::Bob);
+        let query = "query($first: Int) { myQueue(first: $first) { edges { node {
+            id title amount currency expiresAt requester { subject name } policy { key version }
+            stages { position state decisions { verdict approver { subject } } }
+            viewerCanApprove } } } }";
+        app.graphql(Some(&bob), query, json!({ "first": 1 })).await.expect_ok();
+        let alone = app.graphql(Some(&bob), query, json!({ "first": 5 })).await;
+        assert_eq!(alone.expect_ok()["myQueue"]["edges"].as_array().unwrap().len(), 5);
+        let baseline = alone.statements();
+        for first in [5, 30] {
+            let together = join_all((0..16).map(|_| app.graphql(Some(&bob), query, json!({ "first": first })))).await;
+            for response in &together {
+                assert_eq!(response.expect_ok()["myQueue"]["edges"].as_array().unwrap().len(), first);
+                assert_eq!(response.statements(), baseline, "first {first}, 16 at once");
+            }
+        }
+    }
+}
