@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{Semaphore, SemaphorePermit};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::AppError;
 
