@@ -61,10 +61,16 @@ impl Server {
                     .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
                     .await?;
                 admin.close().await?;
-                let (server, _) = postgres_url
+                // Same server and options (e.g. `?sslmode=disable`), the new database.
+                let (base, options) = postgres_url.split_once('?').unwrap_or((postgres_url, ""));
+                let (server, _) = base
                     .rsplit_once('/')
                     .context("a PostgreSQL URL with a path")?;
-                let url = format!("{server}/{name}");
+                let url = if options.is_empty() {
+                    format!("{server}/{name}")
+                } else {
+                    format!("{server}/{name}?{options}")
+                };
                 (
                     url,
                     Cleanup::Database {
