@@ -60,8 +60,18 @@ impl App {
         let statements = metrics.db_statements.clone();
         db.set_metric_callback(move |info| {
             statements.increment(1);
-            telemetry::statement_executed();
-            tracing::trace!(target: "countersign::sql", sql = %info.statement.sql, failed = info.failed);
+            let in_operation = telemetry::statement_executed();
+            // The benchmark tool replays these (`countersign::sql=trace`); `statement` last,
+            // as one JSON value, so a line ends with it.
+            tracing::trace!(
+                target: "countersign::sql",
+                failed = info.failed,
+                in_operation,
+                statement = %serde_json::json!({
+                    "sql": info.statement.sql,
+                    "values": telemetry::typed_values(info.statement.values.as_ref()),
+                }),
+            );
         });
         db::migrate_on_start(&db).await?;
         let seeded = demo::seed(&db, &clock, config.demo, config.environment).await?;

@@ -110,9 +110,32 @@ pub async fn count_statements<F: Future>(operation: F) -> (F::Output, u64) {
     (output, count.load(Ordering::Relaxed))
 }
 
-/// Called by the database's statement callback: one more for the current operation, if any.
-pub fn statement_executed() {
-    let _ = OPERATION_STATEMENTS.try_with(|count| count.fetch_add(1, Ordering::Relaxed));
+/// Called by the database's statement callback: one more for the current operation, if
+/// any. Whether there was one (statements of background jobs are not).
+pub fn statement_executed() -> bool {
+    OPERATION_STATEMENTS
+        .try_with(|count| count.fetch_add(1, Ordering::Relaxed))
+        .is_ok()
+}
+
+/// A statement's bound values as typed JSON (`[{"uuid": "…"}, {"int": 3}, …]`), for the
+/// `countersign::sql` trace: enough for the benchmark tool to replay exactly what ran.
+pub fn typed_values(values: Option<&sea_orm::sea_query::Values>) -> serde_json::Value {
+    use sea_orm::sea_query::Value as V;
+    use serde_json::json;
+    let one = |value: &V| match value {
+        V::Bool(v) => json!({ "bool": v }),
+        V::TinyInt(v) => json!({ "int": v }),
+        V::SmallInt(v) => json!({ "int": v }),
+        V::Int(v) => json!({ "int": v }),
+        V::BigInt(v) => json!({ "bigint": v }),
+        V::String(v) => json!({ "string": v }),
+        V::Json(v) => json!({ "json": v }),
+        V::ChronoDateTimeUtc(v) => json!({ "timestamp": v }),
+        V::Uuid(v) => json!({ "uuid": v }),
+        other => json!({ "unsupported": format!("{other:?}") }),
+    };
+    values.map_or_else(|| json!([]), |values| values.0.iter().map(one).collect())
 }
 
 /// A task spawned on behalf of the current operation keeps counting towards it.

@@ -1,11 +1,77 @@
 //! Reading grants from the database, and the `authorize` check everything calls.
 
+use std::sync::Arc;
+
+use async_graphql::Context;
 use entity::role_permission;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::model::{Action, Grant, Grants};
 use crate::error::AppError;
 use crate::kernel::Viewer;
+use crate::kernel::resolver::db;
+
+/// The viewer's grants for one operation, read once: at admission, in the same statement
+/// as the user's standing (`auth::users::admit`), or on first use when the operation was
+/// let in without them. Never kept beyond the operation (nor, in a subscription, beyond
+/// one event), so a revoked grant is gone on the very next request.
+#[derive(Default)]
+pub struct OperationGrants(tokio::sync::Mutex<Option<Arc<Grants>>>);
+
+impl OperationGrants {
+    pub fn admitted(grants: Grants) -> Self {
+        Self(tokio::sync::Mutex::new(Some(Arc::new(grants))))
+    }
+
+    pub async fn get<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        viewer: &Viewer,
+    ) -> Result<Arc<Grants>, AppError> {
+        // Held across the read, so the rows of a page that ask at once share one query.
+        let mut slot = self.0.lock().await;
+        if let Some(grants) = &*slot {
+            return Ok(grants.clone());
+        }
+        let grants = Arc::new(grants_for(db, viewer).await?);
+        *slot = Some(grants.clone());
+        Ok(grants)
+    }
+
+    /// The next `get` reads the database again.
+    pub async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
+/// The viewer's grants for the operation `ctx` belongs to (see [`OperationGrants`]). For
+/// reads; a command checks inside its transaction with [`authorize`].
+pub async fn operation_grants(ctx: &Context<'_>, viewer: &Viewer) -> Result<Arc<Grants>, AppError> {
+    match ctx.data_opt::<Arc<OperationGrants>>() {
+        Some(slot) => slot.get(db(ctx), viewer).await,
+        None => Ok(Arc::new(grants_for(db(ctx), viewer).await?)),
+    }
+}
+
+/// [`authorize`] for a read, against the operation's grants.
+pub async fn authorize_read(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    action: Action,
+    policy: Option<&str>,
+) -> Result<Arc<Grants>, AppError> {
+    let grants = operation_grants(ctx, viewer).await?;
+    allowed(&grants, action, policy)?;
+    Ok(grants)
+}
+
+/// One grant from its stored form; `None` for an action this version does not know.
+pub fn grant_of(action: &str, policy: Option<String>) -> Option<Grant> {
+    Some(Grant {
+        action: Action::parse(action)?,
+        policy,
+    })
+}
 
 /// The viewer's effective grants, read now. Pass the command's transaction when deciding
 /// inside one, so the check and the effect see the same state.
@@ -17,12 +83,10 @@ pub async fn grants_for<C: ConnectionTrait>(db: &C, viewer: &Viewer) -> Result<G
         .filter(role_permission::Column::Role.is_in(viewer.roles.iter().cloned()))
         .all(db)
         .await?;
-    Ok(Grants::new(rows.into_iter().filter_map(|row| {
-        Some(Grant {
-            action: Action::parse(&row.action)?,
-            policy: row.policy_key,
-        })
-    })))
+    Ok(Grants::new(
+        rows.into_iter()
+            .filter_map(|row| grant_of(&row.action, row.policy_key)),
+    ))
 }
 
 /// FORBIDDEN unless the viewer may do `action` on `policy` (or on everything, for `None`).
@@ -33,8 +97,13 @@ pub async fn authorize<C: ConnectionTrait>(
     policy: Option<&str>,
 ) -> Result<Grants, AppError> {
     let grants = grants_for(db, viewer).await?;
+    allowed(&grants, action, policy)?;
+    Ok(grants)
+}
+
+fn allowed(grants: &Grants, action: Action, policy: Option<&str>) -> Result<(), AppError> {
     if grants.allows(action, policy) {
-        Ok(grants)
+        Ok(())
     } else {
         Err(AppError::Forbidden(format!(
             "you may not {}{}",
@@ -69,12 +138,6 @@ pub async fn grants_by_role<C: ConnectionTrait>(
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|row| {
-            let grant = Grant {
-                action: Action::parse(&row.action)?,
-                policy: row.policy_key,
-            };
-            Some((row.role, grant))
-        })
+        .filter_map(|row| Some((row.role, grant_of(&row.action, row.policy_key)?)))
         .collect())
 }

@@ -3,9 +3,10 @@
 //! subscription and jobs call these.
 //!
 //! - [`model`]: grants as data — what a set of role grants allows (pure).
-//! - [`grants`]: reading a viewer's grants and the `authorize` check. Grants are read from
-//!   the database on every call and never cached, so a revoked permission is gone on the
-//!   very next request on every replica.
+//! - [`grants`]: reading a viewer's grants and the `authorize` check. Reads use the
+//!   grants read with the user's standing when the operation was admitted; commands read
+//!   them again inside their transaction. Nothing outlives an operation, so a revoked
+//!   permission is gone on the very next request on every replica.
 //! - [`requests`]: who may see a request and who may decide it now, each written once —
 //!   as Rust for a loaded row, and as SQL for lists (tests check the two agree).
 //!
@@ -15,5 +16,7 @@ pub mod grants;
 pub mod model;
 pub mod requests;
 
-pub use grants::{authorize, grants_for};
+pub use grants::{
+    OperationGrants, authorize, authorize_read, grant_of, grants_for, operation_grants,
+};
 pub use model::{Action, Grant, Grants, Scope};

@@ -9,7 +9,7 @@ use entity::{role_permission, user};
 use super::grants::{ChangeGrant, GrantChange};
 use super::users::{ChangeUser, UserChange};
 use crate::access::grants::role_grants;
-use crate::access::{Action, authorize};
+use crate::access::{Action, authorize_read};
 use crate::command;
 use crate::error::{self, AppError};
 use crate::events::bus::{BusEvent, EventBus};
@@ -59,7 +59,7 @@ impl AdminQuery {
         role: String,
     ) -> error::Result<Vec<RolePermission>> {
         let viewer = require_viewer(ctx)?;
-        authorize(db(ctx), viewer, Action::AccessManage, None).await?;
+        authorize_read(ctx, viewer, Action::AccessManage, None).await?;
         convert(role_grants(db(ctx), role.trim()).await?)
     }
 }

@@ -16,10 +16,9 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 use uuid::Uuid;
 
 use super::queries::role_holders;
+use crate::access::Grant;
 use crate::access::grants::grants_by_role;
-use crate::access::{Grant, Grants, grants_for};
 use crate::error::AppError;
-use crate::kernel::Viewer;
 use crate::telemetry;
 
 /// Every loader of one operation.
@@ -33,9 +32,6 @@ pub struct Loaders {
     pub role_holders: DataLoader<RoleHoldersLoader, HashMapCache>,
     /// What the role may do.
     pub role_grants: DataLoader<RoleGrantsLoader, HashMapCache>,
-    /// The viewer's grants, read once per operation (per event, in a subscription) however
-    /// many rows ask.
-    viewer_grants: tokio::sync::Mutex<Option<Arc<Grants>>>,
 }
 
 impl Loaders {
@@ -55,23 +51,7 @@ impl Loaders {
             audit_trails: cached(AuditTrailLoader(db.clone())),
             role_holders: cached(RoleHoldersLoader(db.clone())),
             role_grants: cached(RoleGrantsLoader(db.clone())),
-            viewer_grants: tokio::sync::Mutex::new(None),
         }
-    }
-
-    pub async fn viewer_grants(
-        &self,
-        db: &DatabaseConnection,
-        viewer: &Viewer,
-    ) -> Result<Arc<Grants>, AppError> {
-        // Held across the read, so the rows of a page that ask at once share one query.
-        let mut slot = self.viewer_grants.lock().await;
-        if let Some(grants) = &*slot {
-            return Ok(grants.clone());
-        }
-        let grants = Arc::new(grants_for(db, viewer).await?);
-        *slot = Some(grants.clone());
-        Ok(grants)
     }
 
     /// Forgets everything loaded so far. A subscription calls it before each event, so
@@ -85,7 +65,6 @@ impl Loaders {
         self.audit_trails.clear::<Uuid>();
         self.role_holders.clear::<String>();
         self.role_grants.clear::<String>();
-        *self.viewer_grants.lock().await = None;
     }
 }
 

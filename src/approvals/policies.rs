@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::model::{StageRule, Thresholds, validate_description};
 use crate::access::requests::stage_roles;
-use crate::access::{Action, Grants, authorize, grants_for};
+use crate::access::{Action, Grants, authorize};
 use crate::command::{Attempt, Command, Effect, stored_id};
 use crate::error::AppError;
 use crate::kernel::{CommandContext, Viewer};
@@ -345,8 +345,8 @@ pub fn in_view(grants: &Grants, viewer: &Viewer, version: &PolicyVersion) -> boo
 pub async fn visible_policies(
     db: &DatabaseConnection,
     viewer: &Viewer,
+    grants: &Grants,
 ) -> Result<Vec<PolicyVersion>, AppError> {
-    let grants = grants_for(db, viewer).await?;
     let all = policy::Entity::find()
         .order_by_asc(policy::Column::Key)
         .order_by_desc(policy::Column::Version)
@@ -373,7 +373,7 @@ pub async fn visible_policies(
             stages: stages.remove(&policy.id).unwrap_or_default(),
             policy,
         })
-        .filter(|version| in_view(&grants, viewer, version))
+        .filter(|version| in_view(grants, viewer, version))
         .collect())
 }
 

@@ -14,10 +14,10 @@ use uuid::Uuid;
 use super::loader::{Loaders, loader_error};
 use super::model::Status;
 use super::policies::PolicyVersion;
+use crate::access::Grants;
 use crate::access::requests::{
     Asker, PolicyFacts, can_see, decidable_now, may_decide_now, stage_roles, visible,
 };
-use crate::access::{Grants, grants_for};
 use crate::error::AppError;
 use crate::kernel::Viewer;
 
@@ -33,6 +33,7 @@ fn asker<'a>(viewer: &'a Viewer, grants: &'a Grants) -> Asker<'a> {
 pub async fn find_visible(
     db: &DatabaseConnection,
     viewer: &Viewer,
+    grants: &Grants,
     id: &str,
 ) -> Result<Option<request::Model>, AppError> {
     let Ok(id) = Uuid::parse_str(id.trim()) else {
@@ -41,8 +42,7 @@ pub async fn find_visible(
     let Some(row) = request::Entity::find_by_id(id).one(db).await? else {
         return Ok(None);
     };
-    let grants = grants_for(db, viewer).await?;
-    Ok(can_see(asker(viewer, &grants), &row).then_some(row))
+    Ok(can_see(asker(viewer, grants), &row).then_some(row))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, async_graphql::Enum)]
@@ -129,14 +129,14 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
 pub async fn list(
     db: &DatabaseConnection,
     viewer: &Viewer,
+    grants: &Grants,
     filter: RequestFilter,
     order: Order,
     first: Option<i32>,
     after: Option<String>,
 ) -> Result<Page, AppError> {
     let limit = page_size(first)?;
-    let grants = grants_for(db, viewer).await?;
-    let mut query = request::Entity::find().filter(visible(asker(viewer, &grants)));
+    let mut query = request::Entity::find().filter(visible(asker(viewer, grants)));
     if let Some(status) = filter.status {
         query = query.filter(request::Column::Status.eq(status.as_str()));
     }
@@ -212,6 +212,7 @@ fn escape_like(value: &str) -> String {
 pub async fn my_queue(
     db: &DatabaseConnection,
     viewer: &Viewer,
+    grants: &Grants,
     now: DateTime<Utc>,
     first: Option<i32>,
     after: Option<String>,
@@ -224,7 +225,6 @@ pub async fn my_queue(
     if viewer.roles.is_empty() {
         return Ok(empty);
     }
-    let grants = grants_for(db, viewer).await?;
     // Stage definitions are few; the ones the viewer decides are picked here, and the
     // requests are then filtered in SQL.
     let stages = policy_stage::Entity::find().all(db).await?;
@@ -234,7 +234,7 @@ pub async fn my_queue(
         .into_iter()
         .map(|p| (p.id, p.allow_same_approver_across_stages))
         .collect();
-    let Some(decidable) = decidable_now(asker(viewer, &grants), &stages, &allow_across, now) else {
+    let Some(decidable) = decidable_now(asker(viewer, grants), &stages, &allow_across, now) else {
         return Ok(empty);
     };
     let mut query = request::Entity::find().filter(decidable);

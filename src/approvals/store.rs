@@ -127,7 +127,7 @@ pub fn transition_effect(
 }
 
 /// What the audit log and the outbox record of a request.
-fn snapshot(request: &request::Model) -> Value {
+pub fn snapshot(request: &request::Model) -> Value {
     json!({
         "id": request.id,
         "policy": request.policy_key,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::service::{self, AuditFilter};
-use crate::access::{Action, authorize};
+use crate::access::{Action, authorize_read};
 use crate::error::{self, AppError};
 use crate::kernel::Timestamp;
 use crate::kernel::resolver::{db, page_cost, require_viewer};
@@ -151,8 +151,8 @@ impl AuditQuery {
         after: Option<String>,
     ) -> error::Result<AuditEventConnection> {
         let viewer = require_viewer(ctx)?;
+        authorize_read(ctx, viewer, Action::AuditRead, None).await?;
         let db = db(ctx);
-        authorize(db, viewer, Action::AuditRead, None).await?;
         let first = first.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&first) {
             return Err(AppError::bad_input(
@@ -208,8 +208,8 @@ impl AuditQuery {
     #[graphql(complexity = "VERIFY_CHAIN_COST")]
     async fn verify_audit_chain(&self, ctx: &Context<'_>) -> error::Result<AuditChainReport> {
         let viewer = require_viewer(ctx)?;
+        authorize_read(ctx, viewer, Action::AuditRead, None).await?;
         let db = db(ctx);
-        authorize(db, viewer, Action::AuditRead, None).await?;
         let report = service::verify_chain(db, None).await?;
         Ok(AuditChainReport {
             ok: report.ok,

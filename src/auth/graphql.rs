@@ -2,10 +2,10 @@
 
 use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 
-use crate::access::{Action, grants_for};
+use crate::access::{Action, operation_grants};
 use crate::error;
 use crate::kernel::Viewer;
-use crate::kernel::resolver::{db, require_viewer};
+use crate::kernel::resolver::require_viewer;
 
 #[derive(Default)]
 pub struct AuthQuery;
@@ -48,7 +48,7 @@ impl ViewerObject {
     /// What the viewer's roles allow right now, so a console can show and hide actions.
     /// Deciding requests comes from policy stages, not from here.
     async fn permissions(&self, ctx: &Context<'_>) -> error::Result<Vec<Permission>> {
-        let grants = grants_for(db(ctx), &self.viewer).await?;
+        let grants = operation_grants(ctx, &self.viewer).await?;
         Ok(grants
             .iter()
             .map(|g| Permission {

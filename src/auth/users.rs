@@ -1,17 +1,22 @@
 //! Users as seen through verified tokens: their standing, and the sighting record.
 //!
-//! Every authenticated request and WebSocket connection reads the user's row ([`admit`]):
-//! nothing about a user's standing is cached, so `disableUser` and `revokeSessions` take
-//! effect on the very next request on every replica. The same read records the sighting
-//! (name, email, roles, last seen) at most once a minute; that record only feeds "who could
-//! approve this" and never authorizes anything.
+//! Every authenticated request and WebSocket operation reads the user's row and the grants
+//! of the token's roles, in one statement ([`admit`]): nothing about a user's standing or
+//! grants is cached, so `disableUser`, `revokeSessions` and `revokePermission` take effect
+//! on the very next request on every replica, and admission costs one round trip. The
+//! sighting (name, email, roles, last seen) is recorded at most once a minute; that record
+//! only feeds "who could approve this" and never authorizes anything.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::user;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set};
+use entity::{role_permission, user};
+use sea_orm::sea_query::{Alias, Expr, JoinType, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Iden, Iterable,
+    Set,
+};
 use serde_json::json;
 
+use crate::access::{Grants, grant_of};
 use crate::error::AppError;
 use crate::kernel::{Clock, Viewer};
 
@@ -43,16 +48,15 @@ pub fn standing(row: &user::Model, issued_at: Option<DateTime<Utc>>) -> Result<(
     Ok(())
 }
 
-/// Lets a verified viewer in, or refuses them; records the sighting when it is stale.
-/// A database failure here is an internal error, never a silent admission.
+/// Lets a verified viewer in with the grants of their roles, or refuses them; records the
+/// sighting when it is stale. A database failure here is an internal error, never a
+/// silent admission.
 pub async fn admit(
     db: &DatabaseConnection,
     clock: &Clock,
     viewer: &Viewer,
-) -> Result<Result<(), Refusal>, AppError> {
-    let row = user::Entity::find_by_id(viewer.subject.clone())
-        .one(db)
-        .await?;
+) -> Result<Result<Grants, Refusal>, AppError> {
+    let (row, grants) = standing_and_grants(db, viewer).await?;
     if let Some(row) = &row {
         if let Err(refusal) = standing(row, viewer.issued_at) {
             return Ok(Err(refusal));
@@ -67,7 +71,56 @@ pub async fn admit(
     if stale {
         record_sighting(db, clock.now(), viewer).await?;
     }
-    Ok(Ok(()))
+    Ok(Ok(grants))
+}
+
+/// The user's row (if they were seen before) and the grants of the token's roles, in one
+/// statement: one row per grant (at least one), the user's columns on each.
+async fn standing_and_grants(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+) -> Result<(Option<user::Model>, Grants), AppError> {
+    const USER: &str = "u_";
+    let mut query = Query::select();
+    for column in user::Column::iter() {
+        query.expr_as(
+            Expr::col((user::Entity, column)),
+            Alias::new(format!("{USER}{}", column.to_string())),
+        );
+    }
+    query
+        .column((role_permission::Entity, role_permission::Column::Action))
+        .column((role_permission::Entity, role_permission::Column::PolicyKey))
+        .from_subquery(
+            Query::select().expr(Expr::val(1)).to_owned(),
+            Alias::new("one"),
+        )
+        .join(
+            JoinType::LeftJoin,
+            user::Entity,
+            user::Column::Subject.eq(viewer.subject.clone()),
+        )
+        .join(
+            JoinType::LeftJoin,
+            role_permission::Entity,
+            role_permission::Column::Role.is_in(viewer.roles.iter().cloned()),
+        );
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&query))
+        .await?;
+    let mut user = None;
+    let mut grants = Vec::new();
+    for row in &rows {
+        // Decoded strictly: a row that cannot be read is an error, never "no such user".
+        let subject: Option<String> = row.try_get("", &format!("{USER}subject"))?;
+        if user.is_none() && subject.is_some() {
+            user = Some(user::Model::from_query_result(row, USER)?);
+        }
+        let action: Option<String> = row.try_get("", "action")?;
+        let policy: Option<String> = row.try_get("", "policy_key")?;
+        grants.extend(action.and_then(|action| grant_of(&action, policy)));
+    }
+    Ok((user, Grants::new(grants)))
 }
 
 async fn record_sighting(

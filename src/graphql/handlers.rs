@@ -46,9 +46,10 @@ async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) ->
         Ok(identity) => identity,
         Err(err) => return unauthenticated(&err),
     };
+    let mut grants = None;
     if let Identity::Authenticated(viewer) = &identity {
         match users::admit(&state.db, &state.clock, viewer).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(admitted)) => grants = Some(admitted),
             Ok(Err(refusal)) => return unauthenticated(&AuthError::Refused(refusal)),
             Err(err) => return internal(&err),
         }
@@ -63,7 +64,7 @@ async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) ->
         // Anonymous callers may explore the schema in development only.
         request = request.disable_introspection();
     }
-    let response = match super::prepare(&state, request, identity) {
+    let response = match super::prepare(&state, request, identity, grants) {
         Ok(request) => super::finish(state.schema.execute(request).await),
         Err(refused) => *refused,
     };

@@ -15,6 +15,7 @@ use async_graphql::Request;
 use async_graphql::{MergedObject, MergedSubscription, Response, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
+use crate::access::{Grants, OperationGrants};
 use crate::admin::graphql::{AdminMutation, AdminQuery};
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery, ApprovalsSubscription};
 use crate::approvals::loader::Loaders;
@@ -95,12 +96,14 @@ fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscriptio
 
 /// What every operation gets before it runs, over HTTP or a WebSocket: parsed once and
 /// held to the shape limits (`graphql/limits.rs`), its own DataLoaders (so their caches
-/// live exactly as long as the operation), and the caller's identity. An operation that
-/// fails here is answered with the response to send instead.
+/// live exactly as long as the operation), the caller's identity, and the grants read at
+/// admission (`access::OperationGrants`). An operation that fails here is answered with
+/// the response to send instead.
 pub fn prepare(
     state: &AppState,
     mut request: Request,
     identity: Identity,
+    grants: Option<Grants>,
 ) -> Result<Request, Box<Response>> {
     let limits = limits::Limits {
         max_aliases: state.config.max_aliases,
@@ -109,8 +112,10 @@ pub fn prepare(
     if let Err(refused) = limits.check(&mut request) {
         return Err(Box::new(Response::from_errors(vec![ensure_code(refused)])));
     }
+    let grants = grants.map(OperationGrants::admitted).unwrap_or_default();
     Ok(request
         .data(Arc::new(Loaders::new(&state.db)))
+        .data(Arc::new(grants))
         .data(identity))
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::AppState;
+use crate::access::Grants;
 use crate::auth::{AuthError, Identity, Viewer, users};
 use crate::events::bus::BusEvent;
 
@@ -194,9 +195,11 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                         };
                         // Standing is read again for every operation, not only at init: a
                         // user disabled since then gets nothing more from this socket.
+                        let mut grants = None;
                         if let Identity::Authenticated(viewer) = identity {
-                            if let Err(close) = check_standing(&state, viewer).await {
-                                break Some(close);
+                            match check_standing(&state, viewer).await {
+                                Ok(admitted) => grants = Some(admitted),
+                                Err(close) => break Some(close),
                             }
                         }
                         let (Some(id), Some(payload)) = (id, payload) else {
@@ -223,7 +226,7 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                             }
                             continue;
                         }
-                        let task = run_operation(&state, dialect, identity.clone(), id.clone(), request, out_tx.clone());
+                        let task = run_operation(&state, dialect, identity.clone(), grants, id.clone(), request, out_tx.clone());
                         operations.insert(id, task);
                     }
                     (Dialect::TransportWs, "complete") | (Dialect::Legacy, "stop") => {
@@ -285,9 +288,9 @@ async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, Cl
 /// Whether the viewer may still hold the connection. A check that fails refuses, exactly
 /// as HTTP answers 500 rather than letting the request through: access is never granted
 /// because the database could not say no.
-async fn check_standing(state: &AppState, viewer: &Viewer) -> Result<(), Close> {
+async fn check_standing(state: &AppState, viewer: &Viewer) -> Result<Grants, Close> {
     match users::admit(&state.db, &state.clock, viewer).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(grants)) => Ok(grants),
         Ok(Err(refusal)) => Err(Close(
             4403,
             AuthError::Refused(refusal).client_message().into(),
@@ -310,6 +313,7 @@ fn run_operation(
     state: &AppState,
     dialect: Dialect,
     identity: Identity,
+    grants: Option<Grants>,
     id: String,
     request: Request,
     out: mpsc::Sender<Value>,
@@ -318,7 +322,7 @@ fn run_operation(
     // Whatever data the client's payload carried is dropped: only ours goes in.
     let mut request = request;
     request.data = Data::default();
-    let prepared = super::prepare(state, request, identity);
+    let prepared = super::prepare(state, request, identity, grants);
     tokio::spawn(async move {
         let mut responses = match prepared {
             Ok(request) => schema.execute_stream(request),

@@ -302,3 +302,36 @@ backend_tests! {
         }
     }
 }
+
+backend_tests! {
+    /// Admission reads the user's standing and their roles' grants in one statement, and
+    /// the operation's reads use those grants: a signed-in `viewer { permissions }` is one
+    /// statement in all. Nothing is kept past the request: a grant, a revocation and a
+    /// disable each show on the very next one.
+    async fn standing_and_grants_are_one_statement_and_never_outlive_a_request(backend) {
+        let app = spawn_app(backend).await;
+        let frank = app.token_for(Persona::Frank);
+        let query = "{ viewer { subject permissions { action policy } } }";
+        // The first request records frank's sighting (a write); measure after it.
+        app.graphql(Some(&frank), query, json!({})).await.expect_ok();
+        let before = app.graphql(Some(&frank), query, json!({})).await;
+        assert_eq!(before.statements(), 1, "standing and grants in one read");
+        assert_eq!(
+            before.expect_ok()["viewer"]["permissions"],
+            json!([{ "action": "REQUEST_VIEW", "policy": null }, { "action": "AUDIT_READ", "policy": null }])
+        );
+        let typename = app.graphql(Some(&frank), "{ __typename }", json!({})).await;
+        typename.expect_ok();
+        assert_eq!(typename.statements(), 1);
+
+        app.graphql_as(Persona::Grace, REVOKE, json!({ "input": { "role": "auditor", "action": "AUDIT_READ" } })).await.expect_ok();
+        let after = app.graphql(Some(&frank), query, json!({})).await;
+        assert_eq!(after.expect_ok()["viewer"]["permissions"], json!([{ "action": "REQUEST_VIEW", "policy": null }]));
+        let audit = app.graphql(Some(&frank), "{ auditEvents(first: 1) { edges { cursor } } }", json!({})).await;
+        assert_eq!(audit.error_code(), Some("FORBIDDEN"));
+
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "frank", "reason": "left" } })).await.expect_ok();
+        let refused = app.graphql(Some(&frank), "{ __typename }", json!({})).await;
+        assert_eq!(refused.error_code(), Some("UNAUTHENTICATED"));
+    }
+}

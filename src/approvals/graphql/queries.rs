@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object};
 
 use super::types::{PolicyNode, RequestConnection, RequestNode};
+use crate::access::operation_grants;
 use crate::approvals::loader::prefetch;
 use crate::approvals::model::Status;
 use crate::approvals::policies;
@@ -33,7 +34,8 @@ impl ApprovalsQuery {
     /// A request by id; null when it does not exist or the viewer may not see it.
     async fn request(&self, ctx: &Context<'_>, id: ID) -> error::Result<Option<RequestNode>> {
         let viewer = require_viewer(ctx)?;
-        Ok(queries::find_visible(db(ctx), viewer, &id)
+        let grants = operation_grants(ctx, viewer).await?;
+        Ok(queries::find_visible(db(ctx), viewer, &grants, &id)
             .await?
             .map(RequestNode))
     }
@@ -50,9 +52,11 @@ impl ApprovalsQuery {
     ) -> error::Result<RequestConnection> {
         let viewer = require_viewer(ctx)?;
         let filter = filter.unwrap_or_default();
+        let grants = operation_grants(ctx, viewer).await?;
         let page = queries::list(
             db(ctx),
             viewer,
+            &grants,
             RequestFilter {
                 status: filter.status,
                 policy: filter.policy,
@@ -79,7 +83,9 @@ impl ApprovalsQuery {
         after: Option<String>,
     ) -> error::Result<RequestConnection> {
         let viewer = require_viewer(ctx)?;
-        let page = queries::my_queue(db(ctx), viewer, clock(ctx).now(), first, after).await?;
+        let grants = operation_grants(ctx, viewer).await?;
+        let now = clock(ctx).now();
+        let page = queries::my_queue(db(ctx), viewer, &grants, now, first, after).await?;
         prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
         Ok(page.into())
     }
@@ -87,7 +93,8 @@ impl ApprovalsQuery {
     /// The current version of every policy the viewer may use, decide or manage.
     async fn policies(&self, ctx: &Context<'_>) -> error::Result<Vec<PolicyNode>> {
         let viewer = require_viewer(ctx)?;
-        Ok(policies::visible_policies(db(ctx), viewer)
+        let grants = operation_grants(ctx, viewer).await?;
+        Ok(policies::visible_policies(db(ctx), viewer, &grants)
             .await?
             .into_iter()
             .map(PolicyNode)

@@ -16,8 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::types::{RequestNode, UserNode, load_user};
-use crate::access::grants_for;
 use crate::access::requests::{Asker, can_see};
+use crate::access::{OperationGrants, grants_for};
 use crate::approvals::loader::Loaders;
 use crate::approvals::model::Status;
 use crate::audit::service as audit_service;
@@ -118,6 +118,7 @@ impl ApprovalsSubscription {
         let bus = ctx.data_unchecked::<Arc<EventBus>>().clone();
         // The operation's loaders serve every event; each event starts them empty.
         let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
+        let grants = ctx.data_opt::<Arc<OperationGrants>>().cloned();
         let filter = filter.unwrap_or_default();
         let request_id = match &filter.request_id {
             None => None,
@@ -172,6 +173,9 @@ impl ApprovalsSubscription {
                 }
                 for event in deliverable {
                     loaders.clear().await;
+                    if let Some(grants) = &grants {
+                        grants.forget().await;
+                    }
                     yield event;
                 }
             }

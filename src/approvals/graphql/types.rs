@@ -9,6 +9,7 @@ use async_graphql::{
 use entity::{decision, policy, policy_stage, request, user};
 use serde_json::Value;
 
+use crate::access::operation_grants;
 use crate::access::requests::stage_roles;
 use crate::approvals::loader::{Loaders, loader_error};
 use crate::approvals::model::{Status, Verdict, stored_decimal};
@@ -17,7 +18,7 @@ use crate::approvals::queries::{Page, eligible_approvers, viewer_may_decide};
 use crate::audit::graphql::AuditEventNode;
 use crate::error::{self, AppError};
 use crate::kernel::Timestamp;
-use crate::kernel::resolver::{clock, db, require_viewer};
+use crate::kernel::resolver::{clock, require_viewer};
 
 pub(super) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     // Inserted into every operation by `graphql::PerOperationLoaders`.
@@ -418,7 +419,7 @@ impl RequestNode {
         let viewer = require_viewer(ctx)?;
         let policy = self.policy_version(ctx).await?;
         let decisions = self.all_decisions(ctx).await?;
-        let grants = loaders(ctx).viewer_grants(db(ctx), viewer).await?;
+        let grants = operation_grants(ctx, viewer).await?;
         Ok(viewer_may_decide(
             viewer,
             &grants,
