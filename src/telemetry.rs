@@ -129,6 +129,8 @@ pub fn typed_values(values: Option<&sea_orm::sea_query::Values>) -> serde_json::
         V::SmallInt(v) => json!({ "int": v }),
         V::Int(v) => json!({ "int": v }),
         V::BigInt(v) => json!({ "bigint": v }),
+        V::Unsigned(v) => json!({ "unsigned": v }),
+        V::BigUnsigned(v) => json!({ "bigunsigned": v }),
         V::String(v) => json!({ "string": v }),
         V::Json(v) => json!({ "json": v }),
         V::ChronoDateTimeUtc(v) => json!({ "timestamp": v }),

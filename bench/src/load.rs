@@ -112,6 +112,14 @@ pub async fn send(
 ) -> anyhow::Result<(Duration, u64, Value)> {
     let started = Instant::now();
     let response = match call {
+        Call::Sql(floor, target) => {
+            crate::floor::replay(&floor.db, &floor.statements, floor.substitution, *target).await?;
+            return Ok((
+                started.elapsed(),
+                floor.statements.len() as u64,
+                Value::Null,
+            ));
+        }
         Call::Get(path) => client.get(format!("{url}{path}")).send().await?,
         Call::Graphql { token, body } => {
             let mut request = client.post(format!("{url}/graphql")).json(body);

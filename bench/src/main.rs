@@ -1,23 +1,29 @@
-//! `countersign-bench`: starts real Countersign servers from their binaries, seeds them
-//! through the API, drives each workload at each concurrency, and prints one JSON line per
+//! `countersign-bench`: seeds a dataset straight into a database (once per backend, then
+//! copied for every run), starts real Countersign servers from their binaries on copies,
+//! drives each workload at each concurrency, runs each workload's floor (the statements the
+//! server issued, captured and replayed) right after it, and prints one JSON line per
 //! workload and concurrency. With `--compare OTHER` it runs two binaries interleaved
 //! (A B, B A, …) and reports the median of the per-pair ratios B/A. See BENCHMARKS.md.
 
+mod explain;
+mod fixtures;
+mod floor;
 mod load;
+mod seed;
 mod server;
 mod workloads;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
 
+use fixtures::Fixtures;
 use load::Stats;
-use server::{Backend, Server};
-use workloads::{Workload, submit_many, token};
+use server::{Backend, Server, Template};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -43,31 +49,56 @@ struct Args {
     /// Interleaved repetitions (pairs, with --compare); the median is reported.
     #[arg(long, default_value_t = 3)]
     pairs: usize,
-    /// Requests filed before measuring (the list and queue read these).
-    #[arg(long, default_value_t = 2000)]
-    seed: usize,
+    /// Requests written into the database before the servers start (all statuses, with
+    /// decisions and a valid audit chain).
+    #[arg(long, default_value_t = 100_000)]
+    dataset: usize,
+    /// How deep the `_deep` workloads page before measuring (or as deep as the list goes).
+    #[arg(long, default_value_t = 100_000)]
+    depth: usize,
+    /// Skip the floors.
+    #[arg(long)]
+    no_floor: bool,
+    /// Instead of measuring: EXPLAIN (ANALYZE, BUFFERS) every statement behind the read
+    /// workloads on PostgreSQL, failing on a sequential scan of a large table.
+    #[arg(long)]
+    explain: bool,
     /// Pending requests filed for each approve run; the run ends early if it uses them up.
     #[arg(long, default_value_t = 3000)]
     approve_pool: usize,
     /// Workloads to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// About a minute: one pair, c = 4, 2 s per workload, a small seed.
+    /// About a minute: one pair, c = 4, 2 s per workload, a small dataset, no floors.
     #[arg(long)]
     quick: bool,
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 14] = [
     "healthz",
     "typename_anonymous",
     "typename_token",
     "list",
+    "list_all",
+    "list_deep",
     "my_queue",
+    "my_queue_deep",
+    "audit",
+    "audit_deep",
     "request",
     "replay",
     "submit",
     "approve",
 ];
+
+/// One pair's measurements of one workload at one concurrency by one binary.
+#[derive(Clone)]
+struct Run {
+    api: Stats,
+    floor: Option<Stats>,
+    /// The list page as one hand-written statement.
+    one_statement: Option<Stats>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -76,8 +107,10 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency = vec![4];
         args.duration = 2;
         args.pairs = 1;
-        args.seed = 300;
+        args.dataset = 2_000;
+        args.depth = 1_000;
         args.approve_pool = 800;
+        args.no_floor = true;
     }
     let selected: Vec<&str> = ALL
         .iter()
@@ -92,60 +125,146 @@ async fn main() -> anyhow::Result<()> {
     let mut binaries = vec![args.server.clone()];
     binaries.extend(args.compare.clone());
     for backend in backends {
-        // results[(workload, c)][binary] = one Stats per pair
-        let mut results: BTreeMap<(usize, usize), Vec<Vec<Stats>>> = BTreeMap::new();
-        for pair in 0..args.pairs {
-            let mut order: Vec<usize> = (0..binaries.len()).collect();
-            if pair % 2 == 1 {
-                order.reverse();
-            }
-            for which in order {
-                let server = Server::start(&binaries[which], backend, &args.postgres_url).await?;
-                let ids = submit_many(&server.url, args.seed, usize::MAX - pair).await?;
-                for (w, name) in selected.iter().enumerate() {
-                    for (ci, &c) in args.concurrency.iter().enumerate() {
-                        let workload = Arc::new(prepare(name, &server.url, &ids, &args, c).await?);
-                        let duration = Duration::from_secs(args.duration);
-                        let stats =
-                            load::run(&server.url, workload, c, duration, || server.cpu_seconds())
-                                .await?;
-                        let slot = results
-                            .entry((w, ci))
-                            .or_insert_with(|| vec![Vec::new(); binaries.len()]);
-                        slot[which].push(stats);
-                    }
-                }
-                server.stop().await;
-            }
+        let started = std::time::Instant::now();
+        let (template, seeded) =
+            Template::create(&binaries[0], backend, &args.postgres_url, args.dataset).await?;
+        eprintln!(
+            "{}: seeded {} requests, {} decisions, {} audit events in {:.0} s {:?}",
+            backend.name(),
+            seeded.requests,
+            seeded.decisions,
+            seeded.events,
+            started.elapsed().as_secs_f64(),
+            seeded.by_status
+        );
+        if args.explain {
+            let outcome = explain::run(&binaries[0], backend, &args, &template, &selected).await;
+            template.drop().await;
+            outcome?;
+            continue;
         }
-        for ((w, ci), by_binary) in results {
-            let mut line = json!({
-                "backend": backend.name(),
-                "workload": selected[w],
-                "concurrency": args.concurrency[ci],
-                "pairs": args.pairs,
-                "a": median(&by_binary[0]).to_json(),
-            });
-            if let Some(b) = by_binary.get(1) {
-                let mut ratios: Vec<f64> = by_binary[0]
-                    .iter()
-                    .zip(b)
-                    .map(|(a, b)| b.per_second / a.per_second)
-                    .collect();
-                ratios.sort_by(f64::total_cmp);
-                line["b"] = median(b).to_json();
-                line["ratio_b_over_a"] = json!((ratios[ratios.len() / 2] * 100.0).round() / 100.0);
-                line["ratios"] = json!(
-                    ratios
-                        .iter()
-                        .map(|r| (r * 100.0).round() / 100.0)
-                        .collect::<Vec<_>>()
-                );
-            }
-            println!("{line}");
-        }
+        let outcome = measure(&args, backend, &binaries, &template, &selected).await;
+        template.drop().await;
+        outcome?;
     }
     Ok(())
+}
+
+async fn measure(
+    args: &Args,
+    backend: Backend,
+    binaries: &[PathBuf],
+    template: &Template,
+    selected: &[&str],
+) -> anyhow::Result<()> {
+    // results[(workload, c)][binary] = one Run per pair
+    let mut results: BTreeMap<(usize, usize), Vec<Vec<Run>>> = BTreeMap::new();
+    for pair in 0..args.pairs {
+        let mut order: Vec<usize> = (0..binaries.len()).collect();
+        if pair % 2 == 1 {
+            order.reverse();
+        }
+        for which in order {
+            let binary = &binaries[which];
+            // Fixtures and captures through a server that traces its SQL, then the
+            // measured server, without the trace, on the same database.
+            let capture =
+                Server::start(binary, backend, &args.postgres_url, Some(template), true).await?;
+            let fixtures = Fixtures::prepare(&capture.url, args, selected).await?;
+            let captured = if args.no_floor {
+                BTreeMap::new()
+            } else {
+                fixtures.capture(&capture, selected).await?
+            };
+            let database = capture.halt().await;
+            let server = Server::start_on(binary, database).await?;
+            for (w, name) in selected.iter().enumerate() {
+                for (ci, &c) in args.concurrency.iter().enumerate() {
+                    let duration = Duration::from_secs(args.duration);
+                    let cpu = || server.cpu_seconds();
+                    let workload = Arc::new(fixtures.workload(name, c)?);
+                    let api = load::run(&server.url, workload, c, duration, cpu).await?;
+                    let mut run = Run {
+                        api,
+                        floor: None,
+                        one_statement: None,
+                    };
+                    if let Some(statements) = captured.get(*name) {
+                        let floor = fixtures
+                            .floor(name, c, &server.database, statements.clone())
+                            .await?;
+                        run.floor = Some(
+                            load::run(&server.url, Arc::new(floor), c, duration, || None).await?,
+                        );
+                    }
+                    if *name == "list" && !args.no_floor {
+                        let floor = fixtures.one_statement(&server.database).await?;
+                        run.one_statement = Some(
+                            load::run(&server.url, Arc::new(floor), c, duration, || None).await?,
+                        );
+                    }
+                    results
+                        .entry((w, ci))
+                        .or_insert_with(|| vec![Vec::new(); binaries.len()])[which]
+                        .push(run);
+                }
+            }
+            server.stop().await;
+        }
+    }
+    for ((w, ci), by_binary) in results {
+        let mut line = json!({
+            "backend": backend.name(),
+            "workload": selected[w],
+            "concurrency": args.concurrency[ci],
+            "pairs": args.pairs,
+            "dataset": args.dataset,
+        });
+        report(&mut line, "a", &by_binary[0]);
+        if let Some(b) = by_binary.get(1) {
+            report(&mut line, "b", b);
+            let ratios = by_binary[0]
+                .iter()
+                .zip(b)
+                .map(|(a, b)| b.api.per_second / a.api.per_second);
+            let (median, all) = median_ratio(ratios);
+            line["ratio_b_over_a"] = json!(median);
+            line["ratios"] = json!(all);
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The median run of one binary, and its ratios to the floors, per pair.
+fn report(line: &mut serde_json::Value, key: &str, runs: &[Run]) {
+    line[key] = median(&runs.iter().map(|r| r.api.clone()).collect::<Vec<_>>()).to_json();
+    for (name, pick) in [
+        (
+            "floor",
+            (|r: &Run| r.floor.clone()) as fn(&Run) -> Option<Stats>,
+        ),
+        ("one_statement", |r: &Run| r.one_statement.clone()),
+    ] {
+        let floors: Vec<Stats> = runs.iter().filter_map(pick).collect();
+        if floors.len() != runs.len() || floors.is_empty() {
+            continue;
+        }
+        line[format!("{key}_{name}")] = median(&floors).to_json();
+        let (ratio, all) = median_ratio(
+            runs.iter()
+                .zip(&floors)
+                .map(|(r, f)| r.api.per_second / f.per_second),
+        );
+        line[format!("{key}_over_{name}")] = json!(ratio);
+        line[format!("{key}_over_{name}_pairs")] = json!(all);
+    }
+}
+
+fn median_ratio(ratios: impl Iterator<Item = f64>) -> (f64, Vec<f64>) {
+    let mut ratios: Vec<f64> = ratios.map(|r| (r * 100.0).round() / 100.0).collect();
+    ratios.sort_by(f64::total_cmp);
+    (ratios[ratios.len() / 2], ratios)
 }
 
 /// The run with the median throughput.
@@ -153,50 +272,4 @@ fn median(runs: &[Stats]) -> Stats {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
     sorted[sorted.len() / 2].clone()
-}
-
-async fn prepare(
-    name: &str,
-    url: &str,
-    ids: &[String],
-    args: &Args,
-    c: usize,
-) -> anyhow::Result<Workload> {
-    let grace = token("grace", &["admin"])?;
-    let bob = token("bob", &["finance"])?;
-    let alice = token("alice", &["support"])?;
-    Ok(match name {
-        "healthz" => Workload::Healthz,
-        "typename_anonymous" => Workload::Typename { token: None },
-        "typename_token" => Workload::Typename { token: Some(grace) },
-        "list" => Workload::List { token: grace },
-        "my_queue" => Workload::MyQueue { token: bob },
-        "request" => Workload::Request {
-            token: grace,
-            ids: ids.to_vec(),
-        },
-        "submit" => Workload::Submit { token: alice },
-        "replay" => {
-            let id = submit_many(url, 1, c).await?.remove(0);
-            let key = format!("bench-replay-{}", uuid::Uuid::now_v7());
-            let first = Workload::Replay {
-                token: bob.clone(),
-                id: id.clone(),
-                key: key.clone(),
-            };
-            if let Some(call) = first.next(0, 0) {
-                load::send(&reqwest::Client::new(), url, &call).await?;
-            }
-            Workload::Replay {
-                token: bob,
-                id,
-                key,
-            }
-        }
-        "approve" => Workload::Approve {
-            token: bob,
-            pending: Mutex::new(submit_many(url, args.approve_pool, 1_000_000 + c).await?),
-        },
-        other => anyhow::bail!("unknown workload {other}"),
-    })
 }

@@ -28,7 +28,16 @@ impl Backend {
 
 pub struct Server {
     pub url: String,
+    pub database: RunDatabase,
+    /// The server's stderr, when it was started to capture its SQL.
+    pub log: Option<PathBuf>,
     child: Child,
+}
+
+/// A database made for one run, dropped (or deleted) with it.
+pub struct RunDatabase {
+    pub url: String,
+    pub backend: Backend,
     cleanup: Cleanup,
 }
 
@@ -37,28 +46,49 @@ enum Cleanup {
     Database { admin_url: String, name: String },
 }
 
-impl Server {
-    /// Starts `binary` on a new database of `backend` (PostgreSQL at `postgres_url`).
-    pub async fn start(
-        binary: &Path,
+/// A seeded database that each run copies (`CREATE DATABASE … TEMPLATE`, or the SQLite
+/// file), so a million rows are written once per backend, not once per run.
+pub struct Template(RunDatabase);
+
+impl RunDatabase {
+    /// A new, empty database; a copy of `template` when given.
+    pub async fn create(
         backend: Backend,
         postgres_url: &str,
+        template: Option<&Template>,
     ) -> anyhow::Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let (database_url, cleanup) = match backend {
+        Ok(match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("countersign-bench-{id}"));
                 std::fs::create_dir_all(&dir)?;
-                let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
-                (url, Cleanup::Dir(dir))
+                let file = dir.join("bench.db");
+                if let Some(Template(source)) = template {
+                    let Cleanup::Dir(from) = &source.cleanup else {
+                        bail!("a SQLite template is a directory");
+                    };
+                    std::fs::copy(from.join("bench.db"), &file)?;
+                }
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", file.display()),
+                    backend,
+                    cleanup: Cleanup::Dir(dir),
+                }
             }
             Backend::Postgres => {
                 let name = format!("countersign_bench_{id}");
                 let admin = Database::connect(postgres_url)
                     .await
                     .context("connecting to PostgreSQL")?;
+                let from = match template {
+                    Some(Template(RunDatabase {
+                        cleanup: Cleanup::Database { name, .. },
+                        ..
+                    })) => format!(" TEMPLATE \"{name}\""),
+                    _ => String::new(),
+                };
                 admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\"{from}"))
                     .await?;
                 admin.close().await?;
                 // Same server and options (e.g. `?sslmode=disable`), the new database.
@@ -71,39 +101,133 @@ impl Server {
                 } else {
                     format!("{server}/{name}?{options}")
                 };
-                (
+                Self {
                     url,
-                    Cleanup::Database {
+                    backend,
+                    cleanup: Cleanup::Database {
                         admin_url: postgres_url.to_owned(),
                         name,
                     },
-                )
+                }
             }
-        };
+        })
+    }
+
+    pub async fn drop(self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Database { admin_url, name } => {
+                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+impl Template {
+    /// Migrates and demo-seeds a new database with `binary` (started, then stopped), then
+    /// writes `requests` requests into it (`seed`).
+    pub async fn create(
+        binary: &Path,
+        backend: Backend,
+        postgres_url: &str,
+        requests: usize,
+    ) -> anyhow::Result<(Self, crate::seed::Seeded)> {
+        let server = Server::start(binary, backend, postgres_url, None, false).await?;
+        let database = server.halt().await;
+        let db = Database::connect(database.url.as_str()).await?;
+        let seeded = crate::seed::seed(&db, requests, chrono::Utc::now(), 11).await?;
+        if backend == Backend::Sqlite {
+            db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
+        db.close().await?;
+        Ok((Self(database), seeded))
+    }
+
+    pub async fn drop(self) {
+        self.0.drop().await;
+    }
+}
+
+impl Server {
+    /// Starts `binary` on a new database of `backend` (PostgreSQL at `postgres_url`), a
+    /// copy of `template` when given. With `capture`, the server traces every SQL
+    /// statement to a log file ([`crate::floor::read_log`]).
+    pub async fn start(
+        binary: &Path,
+        backend: Backend,
+        postgres_url: &str,
+        template: Option<&Template>,
+        capture: bool,
+    ) -> anyhow::Result<Self> {
+        let database = RunDatabase::create(backend, postgres_url, template).await?;
+        Self::launch(binary, database, capture).await
+    }
+
+    /// Starts `binary` on a database another server left.
+    pub async fn start_on(binary: &Path, database: RunDatabase) -> anyhow::Result<Self> {
+        Self::launch(binary, database, false).await
+    }
+
+    async fn launch(binary: &Path, database: RunDatabase, capture: bool) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let (log, stderr) = if capture {
+            let file = std::env::temp_dir().join(format!(
+                "countersign-bench-{}.log",
+                uuid::Uuid::now_v7().simple()
+            ));
+            let stderr = Stdio::from(std::fs::File::create(&file)?);
+            (Some(file), stderr)
+        } else {
+            (None, Stdio::inherit())
+        };
+        let filter = if capture {
+            "warn,countersign::sql=trace"
+        } else {
+            "warn"
+        };
         let child = Command::new(binary)
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_URL", &database.url)
             .env("COUNTERSIGN_BIND", format!("127.0.0.1:{port}"))
             .env("COUNTERSIGN_JWT_SECRET", SECRET)
             .env("COUNTERSIGN_DEMO", "1")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let server = Self {
             url: format!("http://127.0.0.1:{port}"),
+            database,
+            log,
             child,
-            cleanup,
         };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// How far the capture log has got: statements after this belong to what comes next.
+    pub fn log_position(&self) -> u64 {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::metadata(log).ok())
+            .map_or(0, |m| m.len())
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -133,22 +257,18 @@ impl Server {
         Some(ticks / 100.0)
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server and keeps its database.
+    pub async fn halt(mut self) -> RunDatabase {
         let _ = self.child.kill().await;
-        match &self.cleanup {
-            Cleanup::Dir(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::Database { admin_url, name } => {
-                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            }
+        let _ = self.child.wait().await;
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
         }
+        self.database
+    }
+
+    /// Stops the server and drops its database.
+    pub async fn stop(self) {
+        self.halt().await.drop().await;
     }
 }

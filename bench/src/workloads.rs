@@ -1,17 +1,30 @@
 //! The workloads: what one request of each looks like, and the rows they need.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
+use crate::floor::{Captured, Substitution};
 use crate::load::send;
 use crate::server::SECRET;
 
 /// One request to send.
 pub enum Call {
     Get(&'static str),
-    Graphql { token: Option<String>, body: Value },
+    Graphql {
+        token: Option<String>,
+        body: Value,
+    },
+    /// Straight to the database: a floor, on a target request when it acts on one.
+    Sql(Arc<Floor>, Option<uuid::Uuid>),
+}
+
+/// A workload's floor: statements to run as one unit of work.
+pub struct Floor {
+    pub db: sea_orm::DatabaseConnection,
+    pub statements: Vec<Captured>,
+    pub substitution: Option<Substitution>,
 }
 
 /// The page an ops console asks for: requests with requester, policy, stages, decisions.
@@ -20,10 +33,9 @@ pub const PAGE_FIELDS: &str = "edges { cursor node { id title status amount curr
     stages { position name state } decisions { verdict comment approver { subject } } } }";
 
 pub enum Workload {
-    /// `requests(status: PENDING, first: 50)` with the console's fields, as an admin.
-    List { token: String },
-    /// `myQueue(first: 50)` as a finance approver.
-    MyQueue { token: String },
+    /// One fixed GraphQL request: the list and queue pages (at a cursor, for depth), the
+    /// audit log.
+    Page { token: String, body: Value },
     /// `request(id)` with its audit trail, round robin over known ids.
     Request { token: String, ids: Vec<String> },
     /// `submitRequest`, a new refund each time.
@@ -43,6 +55,89 @@ pub enum Workload {
     Typename { token: Option<String> },
     /// `GET /healthz`: the HTTP floor.
     Healthz,
+    /// The statements behind another workload, straight to the database; a command's
+    /// replays each act on one of `pending`.
+    Floor {
+        floor: Arc<Floor>,
+        pending: Option<Mutex<Vec<uuid::Uuid>>>,
+    },
+}
+
+/// `requests(status: PENDING, first: 50)` with the console's fields.
+pub fn pending_page() -> Value {
+    json!({ "query": format!("{{ requests(filter: {{ status: PENDING }}, first: 50) {{ {PAGE_FIELDS} }} }}") })
+}
+
+/// `requests(first: 50, after: $after)`, all statuses, newest first.
+pub fn list_page(after: Option<&str>) -> Value {
+    json!({
+        "query": format!("query($after: String) {{ requests(first: 50, after: $after) {{ {PAGE_FIELDS} }} }}"),
+        "variables": { "after": after },
+    })
+}
+
+/// `myQueue(first: 50, after: $after)`.
+pub fn queue_page(after: Option<&str>) -> Value {
+    json!({
+        "query": format!("query($after: String) {{ myQueue(first: 50, after: $after) {{ {PAGE_FIELDS} }} }}"),
+        "variables": { "after": after },
+    })
+}
+
+/// `auditEvents(first: 50, after: $after)`.
+pub fn audit_page(after: Option<&str>) -> Value {
+    json!({
+        "query": "query($after: String) { auditEvents(first: 50, after: $after) { edges { cursor node { sequence action actor summary occurredAt } } } }",
+        "variables": { "after": after },
+    })
+}
+
+/// The cursor `depth` rows into a list (or as deep as it goes, less a page), found by
+/// paging through it with the API, and the depth reached.
+pub async fn cursor_at(
+    url: &str,
+    token: &str,
+    field: &str,
+    page: fn(Option<&str>) -> Value,
+    depth: usize,
+) -> anyhow::Result<(Option<String>, usize)> {
+    let client = reqwest::Client::new();
+    let mut cursor: Option<String> = None;
+    let mut previous: Option<String> = None;
+    let mut reached = 0;
+    while reached < depth {
+        let mut body = page(cursor.as_deref());
+        // Pages of 100 on the way down; the measured page is 50.
+        let query = body["query"]
+            .as_str()
+            .unwrap_or_default()
+            .replace("first: 50", "first: 100");
+        body["query"] = json!(query);
+        let call = Call::Graphql {
+            token: Some(token.to_owned()),
+            body,
+        };
+        let (_, _, answer) = send(&client, url, &call).await?;
+        let edges = answer["data"][field]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if edges.len() < 100 {
+            // The end is near: keep the measured page a full one.
+            if edges.len() < 50 && reached >= 100 {
+                cursor = previous;
+                reached -= 100;
+            }
+            break;
+        }
+        previous = cursor;
+        cursor = edges
+            .last()
+            .and_then(|e| e["cursor"].as_str())
+            .map(str::to_owned);
+        reached += edges.len();
+    }
+    Ok((cursor, reached))
 }
 
 impl Workload {
@@ -53,18 +148,10 @@ impl Workload {
             body: json!({ "query": query, "variables": variables }),
         };
         Some(match self {
-            Self::List { token } => graphql(
-                token,
-                &format!(
-                    "{{ requests(filter: {{ status: PENDING }}, first: 50) {{ {PAGE_FIELDS} }} }}"
-                ),
-                json!({}),
-            ),
-            Self::MyQueue { token } => graphql(
-                token,
-                &format!("{{ myQueue(first: 50) {{ {PAGE_FIELDS} }} }}"),
-                json!({}),
-            ),
+            Self::Page { token, body } => Call::Graphql {
+                token: Some(token.clone()),
+                body: body.clone(),
+            },
             Self::Request { token, ids } => graphql(
                 token,
                 "query($id: ID!) { request(id: $id) { id status title auditTrail { sequence action actor summary occurredAt } } }",
@@ -89,6 +176,13 @@ impl Workload {
                 body: json!({ "query": "{ __typename }" }),
             },
             Self::Healthz => Call::Get("/healthz"),
+            Self::Floor { floor, pending } => {
+                let target = match pending {
+                    Some(pending) => Some(pending.lock().ok()?.pop()?),
+                    None => None,
+                };
+                Call::Sql(floor.clone(), target)
+            }
         })
     }
 }
