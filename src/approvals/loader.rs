@@ -221,11 +221,13 @@ impl Loader<Uuid> for DecisionsLoader {
     }
 }
 
-/// Known users by subject.
+/// Users by subject; `None` for a subject never seen. The absence is an answer too: a key
+/// missing from the result is not cached, so every field naming an unknown subject would
+/// ask again, in batches that split differently under load.
 pub struct UserLoader(DatabaseConnection);
 
 impl Loader<String> for UserLoader {
-    type Value = user::Model;
+    type Value = Option<user::Model>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
@@ -233,7 +235,12 @@ impl Loader<String> for UserLoader {
             .filter(user::Column::Subject.is_in(subjects.iter().cloned()))
             .all(&self.0)
             .await?;
-        Ok(rows.into_iter().map(|u| (u.subject.clone(), u)).collect())
+        let mut by_subject: HashMap<String, Self::Value> =
+            subjects.iter().map(|s| (s.clone(), None)).collect();
+        for row in rows {
+            by_subject.insert(row.subject.clone(), Some(row));
+        }
+        Ok(by_subject)
     }
 }
 

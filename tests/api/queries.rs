@@ -177,3 +177,45 @@ backend_tests! {
         }
     }
 }
+
+backend_tests! {
+    /// People the server has never seen (imported history, a service's subject) are an
+    /// answer too: a page naming them costs the same statements alone and 16 at once, not
+    /// a second look-up per field that the executor happens to batch one way or another.
+    async fn a_page_naming_unknown_people_costs_the_same_statements_under_concurrency(backend) {
+        let app = spawn_app(backend).await;
+        let alice = app.token_for(Persona::Alice);
+        join_all((0..40).map(|i| {
+            let mut input = refund("75.00");
+            input["title"] = json!(format!("Imported refund {i}"));
+            submit_with(&app, &alice, input)
+        }))
+        .await;
+        let grace = app.token_for(Persona::Grace);
+        let query = "query($first: Int) { requests(first: $first) { edges { node {
+            id requester { subject name } decisions { approver { subject } } } } } }";
+        app.graphql(Some(&grace), query, json!({ "first": 1 })).await.expect_ok();
+        let known = app.graphql(Some(&grace), query, json!({ "first": 40 })).await.statements();
+
+        let db = sea_orm::Database::connect(app.database_url.clone()).await.expect("a direct connection");
+        sea_orm::ConnectionTrait::execute_unprepared(
+            &db,
+            "UPDATE requests SET requester_subject = 'imported-' || substr(title, 17)",
+        )
+        .await
+        .expect("renaming requesters to people never seen");
+        db.close().await.expect("closing");
+        let alone = app.graphql(Some(&grace), query, json!({ "first": 40 })).await;
+        let edges = alone.expect_ok()["requests"]["edges"].as_array().unwrap().clone();
+        assert_eq!(edges.len(), 40);
+        assert!(edges.iter().all(|e| e["node"]["requester"]["subject"].as_str().unwrap().starts_with("imported-")
+            && e["node"]["requester"]["name"].is_null()));
+        let baseline = alone.statements();
+        assert_eq!(baseline, known, "unknown people cost what known ones do");
+        let together = join_all((0..16).map(|_| app.graphql(Some(&grace), query, json!({ "first": 40 })))).await;
+        for response in &together {
+            assert_eq!(response.expect_ok()["requests"]["edges"].as_array().unwrap().len(), 40);
+            assert_eq!(response.statements(), baseline, "16 at once vs alone");
+        }
+    }
+}

@@ -78,7 +78,7 @@ pub async fn load_user(ctx: &Context<'_>, subject: &str) -> error::Result<UserNo
         .load_one(subject.to_owned())
         .await
         .map_err(loader_error)?;
-    Ok(UserNode::from_row(subject, row))
+    Ok(UserNode::from_row(subject, row.flatten()))
 }
 
 /// One version of an approval policy.
