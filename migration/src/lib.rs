@@ -10,6 +10,7 @@ mod m20261123_000001_domain_model;
 mod m20261123_000002_audit_append_only;
 mod m20261123_000003_stage_thresholds_per_currency;
 mod m20261123_000004_audit_no_replace;
+mod m20261123_000005_queue_index;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_audit_append_only::Migration),
             Box::new(m20261123_000003_stage_thresholds_per_currency::Migration),
             Box::new(m20261123_000004_audit_no_replace::Migration),
+            Box::new(m20261123_000005_queue_index::Migration),
         ]
     }
 }

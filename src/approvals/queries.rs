@@ -228,13 +228,13 @@ pub async fn my_queue(
     // Stage definitions are few; the ones the viewer decides are picked here, and the
     // requests are then filtered in SQL.
     let stages = policy_stage::Entity::find().all(db).await?;
-    let allow_across: HashMap<Uuid, bool> = policy::Entity::find()
+    let policies: HashMap<Uuid, policy::Model> = policy::Entity::find()
         .all(db)
         .await?
         .into_iter()
-        .map(|p| (p.id, p.allow_same_approver_across_stages))
+        .map(|p| (p.id, p))
         .collect();
-    let Some(decidable) = decidable_now(asker(viewer, grants), &stages, &allow_across, now) else {
+    let Some(decidable) = decidable_now(asker(viewer, grants), &stages, &policies, now) else {
         return Ok(empty);
     };
     let mut query = request::Entity::find().filter(decidable);
