@@ -15,6 +15,8 @@ use crate::fixtures::Fixtures;
 use crate::server::{Backend, Server, Template};
 
 const LARGE: [&str; 3] = ["requests", "decisions", "audit_events"];
+/// Statements slower than this have their plan printed on stderr.
+const SLOW_MS: f64 = 5.0;
 
 pub async fn run(
     binary: &Path,
@@ -75,6 +77,10 @@ pub async fn run(
                     "sequential_scans": scans,
                 })
             );
+            // A slow plan is worth reading even without a sequential scan.
+            if scans.is_empty() && execution_ms.is_some_and(|ms| ms > SLOW_MS) {
+                eprintln!("{workload}: {}\n{}", statement.sql, plan.join("\n"));
+            }
             if !scans.is_empty() {
                 eprintln!("{workload}: {}\n{}", statement.sql, plan.join("\n"));
                 failures.push(format!("{workload}: {scans:?}"));

@@ -9,6 +9,7 @@ mod explain;
 mod fixtures;
 mod floor;
 mod load;
+mod peer;
 mod seed;
 mod server;
 mod workloads;
@@ -59,6 +60,9 @@ struct Args {
     /// Skip the floors.
     #[arg(long)]
     no_floor: bool,
+    /// Skip the peer (PostGraphile 4, on PostgreSQL, when Node.js is installed).
+    #[arg(long)]
+    no_peer: bool,
     /// Instead of measuring: EXPLAIN (ANALYZE, BUFFERS) every statement behind the read
     /// workloads on PostgreSQL, failing on a sequential scan of a large table.
     #[arg(long)]
@@ -98,6 +102,8 @@ struct Run {
     floor: Option<Stats>,
     /// The list page as one hand-written statement.
     one_statement: Option<Stats>,
+    /// The list page from PostGraphile on the same database.
+    peer: Option<Stats>,
 }
 
 #[tokio::main]
@@ -111,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         args.depth = 1_000;
         args.approve_pool = 800;
         args.no_floor = true;
+        args.no_peer = true;
     }
     let selected: Vec<&str> = ALL
         .iter()
@@ -157,6 +164,10 @@ async fn measure(
     template: &Template,
     selected: &[&str],
 ) -> anyhow::Result<()> {
+    let with_peer = backend == Backend::Postgres
+        && selected.contains(&"list")
+        && !args.no_peer
+        && peer::ready()?;
     // results[(workload, c)][binary] = one Run per pair
     let mut results: BTreeMap<(usize, usize), Vec<Vec<Run>>> = BTreeMap::new();
     for pair in 0..args.pairs {
@@ -178,16 +189,18 @@ async fn measure(
             };
             let database = capture.halt().await;
             let server = Server::start_on(binary, database).await?;
+            let mut peer = None;
             for (w, name) in selected.iter().enumerate() {
                 for (ci, &c) in args.concurrency.iter().enumerate() {
                     let duration = Duration::from_secs(args.duration);
                     let cpu = || server.cpu_seconds();
                     let workload = Arc::new(fixtures.workload(name, c)?);
-                    let api = load::run(&server.url, workload, c, duration, cpu).await?;
+                    let api = load::run(&server.url, workload.clone(), c, duration, cpu).await?;
                     let mut run = Run {
                         api,
                         floor: None,
                         one_statement: None,
+                        peer: None,
                     };
                     if let Some(statements) = captured.get(*name) {
                         let floor = fixtures
@@ -203,11 +216,28 @@ async fn measure(
                             load::run(&server.url, Arc::new(floor), c, duration, || None).await?,
                         );
                     }
+                    if *name == "list" && with_peer {
+                        if peer.is_none() {
+                            let started = peer::Peer::start(&server.database.url).await?;
+                            peer::check_same_page(&server.url, &workload, &started.url).await?;
+                            peer = Some(started);
+                        }
+                        if let Some(peer) = &peer {
+                            let page = Arc::new(workloads::Workload::Anonymous {
+                                body: peer::list_page(),
+                            });
+                            let cpu = || peer.cpu_seconds();
+                            run.peer = Some(load::run(&peer.url, page, c, duration, cpu).await?);
+                        }
+                    }
                     results
                         .entry((w, ci))
                         .or_insert_with(|| vec![Vec::new(); binaries.len()])[which]
                         .push(run);
                 }
+            }
+            if let Some(peer) = peer {
+                peer.stop().await;
             }
             server.stop().await;
         }
@@ -245,6 +275,7 @@ fn report(line: &mut serde_json::Value, key: &str, runs: &[Run]) {
             (|r: &Run| r.floor.clone()) as fn(&Run) -> Option<Stats>,
         ),
         ("one_statement", |r: &Run| r.one_statement.clone()),
+        ("peer", |r: &Run| r.peer.clone()),
     ] {
         let floors: Vec<Stats> = runs.iter().filter_map(pick).collect();
         if floors.len() != runs.len() || floors.is_empty() {

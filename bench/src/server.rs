@@ -249,12 +249,7 @@ impl Server {
 
     /// CPU seconds the server process has used so far (Linux `/proc`).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let pid = self.child.id()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_seconds_of(self.child.id()?)
     }
 
     /// Stops the server and keeps its database.
@@ -271,4 +266,12 @@ impl Server {
     pub async fn stop(self) {
         self.halt().await.drop().await;
     }
+}
+
+/// User and system CPU seconds a process has used (`/proc/<pid>/stat`, in ticks of 1/100 s).
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

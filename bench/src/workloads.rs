@@ -55,6 +55,8 @@ pub enum Workload {
     Typename { token: Option<String> },
     /// `GET /healthz`: the HTTP floor.
     Healthz,
+    /// One fixed GraphQL request without a token: the peer's list page.
+    Anonymous { body: Value },
     /// The statements behind another workload, straight to the database; a command's
     /// replays each act on one of `pending`.
     Floor {
@@ -176,6 +178,10 @@ impl Workload {
                 body: json!({ "query": "{ __typename }" }),
             },
             Self::Healthz => Call::Get("/healthz"),
+            Self::Anonymous { body } => Call::Graphql {
+                token: None,
+                body: body.clone(),
+            },
             Self::Floor { floor, pending } => {
                 let target = match pending {
                     Some(pending) => Some(pending.lock().ok()?.pop()?),
