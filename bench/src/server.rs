@@ -145,6 +145,12 @@ impl Template {
         let database = server.halt().await;
         let db = Database::connect(database.url.as_str()).await?;
         let seeded = crate::seed::seed(&db, requests, chrono::Utc::now(), 11).await?;
+        if backend == Backend::Postgres {
+            // Statistics, as autovacuum gathers them in production long before a table
+            // holds this many rows. Without them every copy starts planning blind (and
+            // the copies are made before autovacuum reaches the template).
+            db.execute_unprepared("ANALYZE").await?;
+        }
         if backend == Backend::Sqlite {
             db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await?;
