@@ -184,13 +184,7 @@ backend_tests! {
     /// a second look-up per field that the executor happens to batch one way or another.
     async fn a_page_naming_unknown_people_costs_the_same_statements_under_concurrency(backend) {
         let app = spawn_app(backend).await;
-        let alice = app.token_for(Persona::Alice);
-        join_all((0..40).map(|i| {
-            let mut input = refund("75.00");
-            input["title"] = json!(format!("Imported refund {i}"));
-            submit_with(&app, &alice, input)
-        }))
-        .await;
+        submit_many(&app, 40, "Imported refund").await;
         let grace = app.token_for(Persona::Grace);
         let query = "query($first: Int) { requests(first: $first) { edges { node {
             id requester { subject name } decisions { approver { subject } } } } } }";
