@@ -143,7 +143,7 @@ pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(),
             subjects.extend(
                 decisions
                     .values()
-                    .flatten()
+                    .flat_map(|d| d.iter())
                     .map(|d| d.approver_subject.clone()),
             );
         }
@@ -164,7 +164,7 @@ pub fn loader_error(err: Arc<DbErr>) -> AppError {
 pub struct PolicyLoader(DatabaseConnection);
 
 impl Loader<Uuid> for PolicyLoader {
-    type Value = policy::Model;
+    type Value = Arc<policy::Model>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -172,7 +172,7 @@ impl Loader<Uuid> for PolicyLoader {
             .filter(policy::Column::Id.is_in(ids.iter().copied()))
             .all(&self.0)
             .await?;
-        Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+        Ok(rows.into_iter().map(|p| (p.id, Arc::new(p))).collect())
     }
 }
 
@@ -180,7 +180,7 @@ impl Loader<Uuid> for PolicyLoader {
 pub struct StagesLoader(DatabaseConnection);
 
 impl Loader<Uuid> for StagesLoader {
-    type Value = Vec<policy_stage::Model>;
+    type Value = Arc<Vec<policy_stage::Model>>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -189,12 +189,15 @@ impl Loader<Uuid> for StagesLoader {
             .order_by_asc(policy_stage::Column::Position)
             .all(&self.0)
             .await?;
-        let mut by_policy: HashMap<Uuid, Self::Value> =
+        let mut by_policy: HashMap<Uuid, Vec<policy_stage::Model>> =
             ids.iter().map(|id| (*id, Vec::new())).collect();
         for row in rows {
             by_policy.entry(row.policy_id).or_default().push(row);
         }
-        Ok(by_policy)
+        Ok(by_policy
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect())
     }
 }
 
@@ -202,7 +205,7 @@ impl Loader<Uuid> for StagesLoader {
 pub struct DecisionsLoader(DatabaseConnection);
 
 impl Loader<Uuid> for DecisionsLoader {
-    type Value = Vec<decision::Model>;
+    type Value = Arc<Vec<decision::Model>>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -212,12 +215,15 @@ impl Loader<Uuid> for DecisionsLoader {
             .order_by_asc(decision::Column::Id)
             .all(&self.0)
             .await?;
-        let mut by_request: HashMap<Uuid, Self::Value> =
+        let mut by_request: HashMap<Uuid, Vec<decision::Model>> =
             ids.iter().map(|id| (*id, Vec::new())).collect();
         for row in rows {
             by_request.entry(row.request_id).or_default().push(row);
         }
-        Ok(by_request)
+        Ok(by_request
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect())
     }
 }
 
@@ -227,7 +233,7 @@ impl Loader<Uuid> for DecisionsLoader {
 pub struct UserLoader(DatabaseConnection);
 
 impl Loader<String> for UserLoader {
-    type Value = Option<user::Model>;
+    type Value = Option<Arc<user::Model>>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
@@ -238,7 +244,7 @@ impl Loader<String> for UserLoader {
         let mut by_subject: HashMap<String, Self::Value> =
             subjects.iter().map(|s| (s.clone(), None)).collect();
         for row in rows {
-            by_subject.insert(row.subject.clone(), Some(row));
+            by_subject.insert(row.subject.clone(), Some(Arc::new(row)));
         }
         Ok(by_subject)
     }

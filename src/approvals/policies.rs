@@ -1,6 +1,7 @@
 //! Policies: saving a new version (`upsertPolicy`), and reading them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use entity::{policy, policy_stage};
 use sea_orm::{
@@ -17,11 +18,12 @@ use crate::command::{Attempt, Command, Effect, stored_id};
 use crate::error::AppError;
 use crate::kernel::{CommandContext, Viewer};
 
-/// A policy version with its stages in order.
+/// A policy version with its stages in order. Shared, not copied: every request of a page
+/// names one of a handful of versions, and a policy carries its payload schema.
 #[derive(Clone, Debug)]
 pub struct PolicyVersion {
-    pub policy: policy::Model,
-    pub stages: Vec<policy_stage::Model>,
+    pub policy: Arc<policy::Model>,
+    pub stages: Arc<Vec<policy_stage::Model>>,
 }
 
 pub struct StageInput {
@@ -237,8 +239,8 @@ impl Command for UpsertPolicy {
             );
         }
         let version_now = PolicyVersion {
-            policy: created,
-            stages,
+            policy: Arc::new(created),
+            stages: Arc::new(stages),
         };
         let summary = format!(
             "{} saved policy {} as version {version}",
@@ -299,7 +301,10 @@ pub async fn current_policy<C: ConnectionTrait>(
         return Ok(None);
     };
     let stages = stages_of(db, policy.id).await?;
-    Ok(Some(PolicyVersion { policy, stages }))
+    Ok(Some(PolicyVersion {
+        policy: Arc::new(policy),
+        stages: Arc::new(stages),
+    }))
 }
 
 pub async fn load_policy_version<C: ConnectionTrait>(
@@ -311,7 +316,10 @@ pub async fn load_policy_version<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| anyhow::anyhow!("policy {id} vanished"))?;
     let stages = stages_of(db, id).await?;
-    Ok(PolicyVersion { policy, stages })
+    Ok(PolicyVersion {
+        policy: Arc::new(policy),
+        stages: Arc::new(stages),
+    })
 }
 
 async fn stages_of<C: ConnectionTrait>(
@@ -370,8 +378,8 @@ pub async fn visible_policies(
     Ok(newest
         .into_iter()
         .map(|policy| PolicyVersion {
-            stages: stages.remove(&policy.id).unwrap_or_default(),
-            policy,
+            stages: Arc::new(stages.remove(&policy.id).unwrap_or_default()),
+            policy: Arc::new(policy),
         })
         .filter(|version| in_view(grants, viewer, version))
         .collect())

@@ -63,11 +63,11 @@ pub struct UserNode {
 }
 
 impl UserNode {
-    fn from_row(subject: &str, row: Option<user::Model>) -> Self {
+    fn from_row(subject: &str, row: Option<&user::Model>) -> Self {
         Self {
             subject: subject.to_owned(),
-            name: row.as_ref().and_then(|u| u.name.clone()),
-            email: row.and_then(|u| u.email),
+            name: row.and_then(|u| u.name.clone()),
+            email: row.and_then(|u| u.email.clone()),
         }
     }
 }
@@ -78,7 +78,7 @@ pub async fn load_user(ctx: &Context<'_>, subject: &str) -> error::Result<UserNo
         .load_one(subject.to_owned())
         .await
         .map_err(loader_error)?;
-    Ok(UserNode::from_row(subject, row.flatten()))
+    Ok(UserNode::from_row(subject, row.flatten().as_deref()))
 }
 
 /// One version of an approval policy.
@@ -245,7 +245,7 @@ impl RequestNode {
             l.stages.load_one(self.0.policy_id),
         )
         .await;
-        let policy: policy::Model = policy.map_err(loader_error)?.ok_or_else(|| {
+        let policy: Arc<policy::Model> = policy.map_err(loader_error)?.ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("policy of {} missing", self.0.id))
         })?;
         Ok(PolicyVersion {
@@ -254,7 +254,7 @@ impl RequestNode {
         })
     }
 
-    async fn all_decisions(&self, ctx: &Context<'_>) -> error::Result<Vec<decision::Model>> {
+    async fn all_decisions(&self, ctx: &Context<'_>) -> error::Result<Arc<Vec<decision::Model>>> {
         Ok(loaders(ctx)
             .decisions
             .load_one(self.0.id)
@@ -333,7 +333,8 @@ impl RequestNode {
         Ok(self
             .all_decisions(ctx)
             .await?
-            .into_iter()
+            .iter()
+            .cloned()
             .map(DecisionNode)
             .collect())
     }
@@ -344,12 +345,12 @@ impl RequestNode {
         let amount = stored_decimal(&self.0.amount)?;
         let status = self.status_value()?;
         let mut stages = Vec::with_capacity(policy.stages.len());
-        for stage in &policy.stages {
+        for stage in policy.stages.iter() {
+            // Parsed once per stage: the definition's JSON is read for the threshold only.
             let rule = stage_rule(stage, &self.0.currency)?;
-            let here: Vec<decision::Model> = decisions
+            let here: Vec<&decision::Model> = decisions
                 .iter()
                 .filter(|d| d.stage_position == stage.position)
-                .cloned()
                 .collect();
             let approvals = here
                 .iter()
@@ -375,16 +376,15 @@ impl RequestNode {
             } else {
                 StageState::Closed
             };
-            let definition = PolicyStage::try_from(stage)?;
             stages.push(RequestStage {
-                position: definition.position,
-                name: definition.name,
-                approver_roles: definition.approver_roles,
-                required_approvals: definition.required_approvals,
+                position: stage.position,
+                name: stage.name.clone(),
+                approver_roles: stage_roles(stage),
+                required_approvals: stage.required_approvals,
                 min_amount: rule.min_amount.map(|min| Decimal(min.to_string())),
                 state,
                 approvals,
-                decisions: here.into_iter().map(DecisionNode).collect(),
+                decisions: here.into_iter().cloned().map(DecisionNode).collect(),
             });
         }
         Ok(stages)
@@ -410,7 +410,7 @@ impl RequestNode {
             roles,
             users: users
                 .into_iter()
-                .map(|u| UserNode::from_row(&u.subject.clone(), Some(u)))
+                .map(|u| UserNode::from_row(&u.subject, Some(&u)))
                 .collect(),
         })
     }
