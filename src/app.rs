@@ -23,6 +23,7 @@ use tower_http::request_id::{
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+use crate::approvals::feed::RequestFeed;
 use crate::auth::JwtVerifier;
 use crate::config::Config;
 use crate::demo::{self, Seeded};
@@ -95,8 +96,11 @@ impl App {
         let background_jobs = config.background_jobs;
         let bus = EventBus::new(db.clone());
         bus.start(&config.database_url, background_jobs).await;
+        let feed = RequestFeed::start(db.clone(), &bus)
+            .await
+            .map_err(|err| anyhow::anyhow!("starting the request feed: {err:?}"))?;
         let state = AppState {
-            schema: graphql::build_schema(db.clone(), bus.clone(), clock.clone()),
+            schema: graphql::build_schema(db.clone(), bus.clone(), feed, clock.clone()),
             clock: clock.clone(),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),

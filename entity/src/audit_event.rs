@@ -25,6 +25,21 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The request an event is about (no foreign key in the schema): the request feed
+    /// reads both in one statement.
+    #[sea_orm(
+        belongs_to = "super::request::Entity",
+        from = "Column::RequestId",
+        to = "super::request::Column::Id"
+    )]
+    Request,
+}
+
+impl Related<super::request::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Request.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -13,8 +13,9 @@ use crate::kernel::resolver::db;
 
 /// The viewer's grants for one operation, read once: at admission, in the same statement
 /// as the user's standing (`auth::users::admit`), or on first use when the operation was
-/// let in without them. Never kept beyond the operation (nor, in a subscription, beyond
-/// one event), so a revoked grant is gone on the very next request.
+/// let in without them. Never kept beyond the operation, so a revoked grant is gone on the
+/// very next request; a subscription replaces them before each event with the request
+/// feed's snapshot.
 #[derive(Default)]
 pub struct OperationGrants(tokio::sync::Mutex<Option<Arc<Grants>>>);
 
@@ -38,9 +39,10 @@ impl OperationGrants {
         Ok(grants)
     }
 
-    /// The next `get` reads the database again.
-    pub async fn forget(&self) {
-        *self.0.lock().await = None;
+    /// From now on the operation judges by these (a subscription, before each event,
+    /// with the request feed's snapshot).
+    pub async fn replace(&self, grants: Arc<Grants>) {
+        *self.0.lock().await = Some(grants);
     }
 }
 

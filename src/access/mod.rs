@@ -6,7 +6,9 @@
 //! - [`grants`]: reading a viewer's grants and the `authorize` check. Reads use the
 //!   grants read with the user's standing when the operation was admitted; commands read
 //!   them again inside their transaction. Nothing outlives an operation, so a revoked
-//!   permission is gone on the very next request on every replica.
+//!   permission is gone on the very next request on every replica. The one exception is
+//!   the request feed (`approvals::feed`), which judges live events against a snapshot of
+//!   every role's grants that the bus's `GrantsChanged` (and a one-second tick) renews.
 //! - [`requests`]: who may see a request and who may decide it now, each written once —
 //!   as Rust for a loaded row, and as SQL for lists (tests check the two agree).
 //!

@@ -177,6 +177,10 @@ async fn change_grant(
     let context = command_context(ctx, key)?;
     let command = ChangeGrant::new(change, role, action, policy)?;
     let ran = command::run(db(ctx), &context, &command).await?;
+    // Committed: what judges events in memory (the request feed) reads grants again.
+    if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
+        bus.publish(BusEvent::GrantsChanged).await;
+    }
     Ok((command.role().to_owned(), convert(ran.output)?))
 }
 

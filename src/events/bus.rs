@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{audit_chain_head, user};
+use entity::user;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
@@ -27,7 +27,6 @@ const CHANNEL: &str = "countersign_events";
 /// How far back the fallback check looks, and how often it runs.
 const FALLBACK_EVERY: Duration = Duration::from_secs(2);
 const LOCAL_BUFFER: usize = 1024;
-const HEAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Something other parts of this process (and other replicas) must hear about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +35,12 @@ pub enum BusEvent {
     /// A user was disabled, enabled or had their sessions revoked: open connections of
     /// theirs must re-check their standing now.
     UserAccessChanged { subject: String },
-    /// New audit events committed: subscribers read the log from where they are. Carries
-    /// no sequence on purpose — it is coalesced, and the log is the truth.
+    /// New audit events committed: the request feed reads the log from where it is.
+    /// Carries no sequence on purpose — it is coalesced, and the log is the truth.
     AuditAppended,
+    /// A role was granted or lost a permission: whatever holds grants in memory (the
+    /// request feed) reads them again before it judges another event.
+    GrantsChanged,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,6 +76,11 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.local.subscribe()
+    }
+
+    /// Becomes `true` on shutdown: background work that follows the bus stops then.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Tells this process at once and, on PostgreSQL, every other replica. Call it after
@@ -136,10 +143,6 @@ impl EventBus {
             tokio::spawn(until_stopped(
                 self.stopping.subscribe(),
                 fallback_check(self.clone()),
-            ));
-            tokio::spawn(until_stopped(
-                self.stopping.subscribe(),
-                watch_head(self.clone()),
             ));
         }
         if self.db.get_database_backend() == DbBackend::Postgres {
@@ -216,27 +219,6 @@ async fn announce_appends(bus: Arc<EventBus>) {
         bus.appended.notified().await;
         bus.notify_replicas(BusEvent::AuditAppended).await;
         tokio::time::sleep(COALESCE).await;
-    }
-}
-
-/// Reads the audit chain head every second and announces growth locally: a lost
-/// notification delays a subscriber by a second at most. One query per replica, not one
-/// per subscriber.
-async fn watch_head(bus: Arc<EventBus>) {
-    let mut seen = None;
-    let mut ticker = tokio::time::interval(HEAD_EVERY);
-    loop {
-        ticker.tick().await;
-        match audit_chain_head::Entity::find_by_id(1).one(&bus.db).await {
-            Ok(Some(head)) => {
-                if seen.is_some_and(|seen| head.sequence > seen) {
-                    let _ = bus.local.send(BusEvent::AuditAppended);
-                }
-                seen = Some(head.sequence);
-            }
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "reading the audit chain head failed"),
-        }
     }
 }
 

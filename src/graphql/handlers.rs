@@ -116,6 +116,12 @@ pub async fn graphql_ws(
             .into_response();
     };
     upgrade
+        // An idle console holds a socket all day: small buffers that grow when a message
+        // needs it (the defaults reserve 128 KiB each), and a bound on what may pile up
+        // unsent.
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .protocols([dialect.protocol()])
@@ -124,6 +130,8 @@ pub async fn graphql_ws(
 
 /// The largest WebSocket message accepted; larger ones close the connection.
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+const WS_MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// No Origin (not a browser), the server's own origin, or one configured as allowed.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {

@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::access::{Grants, OperationGrants};
 use crate::admin::graphql::{AdminMutation, AdminQuery};
+use crate::approvals::feed::RequestFeed;
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery, ApprovalsSubscription};
 use crate::approvals::loader::Loaders;
 use crate::audit::graphql::AuditQuery;
@@ -63,13 +64,24 @@ pub struct AppState {
     pub clock: Clock,
 }
 
-/// The schema with its runtime data: the database handle, the event bus, the clock.
+/// The schema with its runtime data: the database handle, the event bus, the request
+/// feed, the clock.
 ///
 /// No async-graphql extension is registered: with any at all, every field of every row
 /// pays for the extension chain (about a third of a list page's CPU). What extensions
 /// would do is done around execution instead, in [`prepare`] and [`finish`].
-pub fn build_schema(db: DatabaseConnection, bus: Arc<EventBus>, clock: Clock) -> CountersignSchema {
-    schema_builder().data(db).data(bus).data(clock).finish()
+pub fn build_schema(
+    db: DatabaseConnection,
+    bus: Arc<EventBus>,
+    feed: Arc<RequestFeed>,
+    clock: Clock,
+) -> CountersignSchema {
+    schema_builder()
+        .data(db)
+        .data(bus)
+        .data(feed)
+        .data(clock)
+        .finish()
 }
 
 /// The SDL, with types, fields, arguments and enum items sorted so the output is stable.

@@ -11,6 +11,7 @@
 //! | 4408 | no `connection_init` within 10 s |
 //! | 4409 | a second `subscribe` with an id still in use |
 //! | 4429 | a second `connection_init` |
+//! | 4420 | the client reads too slowly: [`OUTBOX`] messages waiting for [`SEND_TIMEOUT`], or one message not taken by the socket within it |
 //!
 //! At most [`MAX_SUBSCRIPTIONS`] operations run at once per connection; the server pings
 //! every [`KEEP_ALIVE`] so idle proxies keep the connection.
@@ -71,6 +72,12 @@ impl Dialect {
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Messages a connection may have waiting for its socket. An operation with one more to
+/// send waits; if no room is made within [`SEND_TIMEOUT`] the connection is closed (4420)
+/// rather than holding memory for a client that does not read.
+pub const OUTBOX: usize = 256;
+/// The longest one message may wait for the socket to take it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client message as received: its meaning depends on the dialect.
 #[derive(Deserialize)]
@@ -88,7 +95,8 @@ struct Close(u16, String);
 
 pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Value>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
+    let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
     let mut news = state.bus.subscribe();
     let mut identity: Option<Identity> = None;
     let mut init_seen = false;
@@ -118,10 +126,13 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                 }
             }
             Some(outgoing) = out_rx.recv() => {
-                if send(&mut sink, outgoing).await.is_err() {
-                    break None;
+                match tokio::time::timeout(SEND_TIMEOUT, send(&mut sink, outgoing)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some(too_slow()),
                 }
             }
+            Some(()) = slow_rx.recv() => break Some(too_slow()),
             event = news.recv() => {
                 let subject = match &event {
                     Ok(BusEvent::UserAccessChanged { subject }) => Some(subject.clone()),
@@ -226,7 +237,8 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                             }
                             continue;
                         }
-                        let task = run_operation(&state, dialect, identity.clone(), grants, id.clone(), request, out_tx.clone());
+                        let out = Outbox { messages: out_tx.clone(), overflow: slow_tx.clone() };
+                        let task = run_operation(&state, dialect, identity.clone(), grants, id.clone(), request, out);
                         operations.insert(id, task);
                     }
                     (Dialect::TransportWs, "complete") | (Dialect::Legacy, "stop") => {
@@ -250,9 +262,35 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
             code,
             reason: reason.into(),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        // A client too slow to read may not take the close frame either.
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+}
+
+fn too_slow() -> Close {
+    Close(4420, "Too slow: messages were not read in time".into())
+}
+
+/// Where an operation's messages go: the connection's queue, bounded; when it stays full
+/// the operation stops and asks for the connection to be closed.
+struct Outbox {
+    messages: mpsc::Sender<Value>,
+    overflow: mpsc::Sender<()>,
+}
+
+impl Outbox {
+    /// False when the operation should stop: the connection is gone or too far behind.
+    async fn send(&self, message: Value) -> bool {
+        match self.messages.send_timeout(message, SEND_TIMEOUT).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                let _ = self.overflow.try_send(());
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+        }
+    }
 }
 
 async fn send(
@@ -316,7 +354,7 @@ fn run_operation(
     grants: Option<Grants>,
     id: String,
     request: Request,
-    out: mpsc::Sender<Value>,
+    out: Outbox,
 ) -> JoinHandle<()> {
     let schema = state.schema.clone();
     // Whatever data the client's payload carried is dropped: only ours goes in.
@@ -339,10 +377,10 @@ fn run_operation(
             } else {
                 json!({ "id": id, "type": dialect.result(), "payload": response })
             };
-            if out.send(message).await.is_err() || failed_early {
+            if !out.send(message).await || failed_early {
                 return;
             }
         }
-        let _ = out.send(json!({ "id": id, "type": "complete" })).await;
+        out.send(json!({ "id": id, "type": "complete" })).await;
     })
 }

@@ -11,6 +11,21 @@ use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
 use crate::lifecycle_helpers::*;
 use crate::websocket::{Socket, connect_as, send};
 
+const GRANT: &str =
+    "mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { role } }";
+const REVOKE: &str =
+    "mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { role } }";
+
+/// SQL statements the server has run so far (`/metrics`).
+async fn db_statements(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix("countersign_db_statements_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .expect("countersign_db_statements_total")
+}
+
 const EVENTS: &str = "subscription($after: String, $filter: RequestEventFilter) {
     requestEvents(after: $after, filter: $filter) {
         cursor kind occurredAt actor { subject } request { id status version title } } }";
@@ -150,6 +165,47 @@ postgres_tests! {
             .await
             .expect("the approval, within a second");
         assert_eq!(event["kind"], "APPROVED");
+    }
+}
+
+backend_tests! {
+    async fn a_revoked_permission_stops_deliveries_without_a_reconnect(backend) {
+        let app = spawn_app(backend).await;
+        let frank = app.token_for(Persona::Frank);
+        let mut auditor = subscribe(&app, &frank, None, json!(null)).await;
+        let seen = submit(&app, Persona::Alice, refund("250.00")).await;
+        let event = next_event(&mut auditor, WITHIN).await.expect("seen while granted");
+        assert_eq!(event["request"]["id"], seen["id"]);
+
+        let view_all = json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } });
+        app.graphql_as(Persona::Grace, REVOKE, view_all.clone()).await.expect_ok();
+        submit(&app, Persona::Alice, refund("260.00")).await;
+        assert_eq!(next_event(&mut auditor, Duration::from_millis(1500)).await, None, "nothing after the revocation");
+
+        app.graphql_as(Persona::Grace, GRANT, view_all).await.expect_ok();
+        let later = submit(&app, Persona::Alice, refund("270.00")).await;
+        let event = next_event(&mut auditor, WITHIN).await.expect("seen once granted again");
+        assert_eq!(event["request"]["id"], later["id"], "the one submitted while revoked stays unseen");
+    }
+
+    async fn subscribers_with_the_same_selection_share_one_resolution_per_event(backend) {
+        let app = spawn_app(backend).await;
+        let request = submit(&app, Persona::Alice, refund("250.00")).await;
+        let frank = app.token_for(Persona::Frank);
+        let mut sockets = futures_util::future::join_all((0..60).map(|_| subscribe(&app, &frank, None, json!(null)))).await;
+        // Subscribed: each has read the head, and the server is quiet again.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = db_statements(&app).await;
+        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
+        for socket in &mut sockets {
+            let event = next_event(socket, WITHIN).await.expect("the approval");
+            assert_eq!(event["kind"], "APPROVED");
+            assert_eq!(event["actor"]["subject"], "bob");
+        }
+        let spent = db_statements(&app).await - before;
+        // The approval, the feed's read, one resolution (the actor's row) and the periodic
+        // checks: a statement per subscriber would be 60 more.
+        assert!(spent < 40, "{spent} statements for one event to 60 subscribers");
     }
 }
 

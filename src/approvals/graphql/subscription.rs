@@ -1,65 +1,34 @@
 //! `requestEvents`: what happened to requests, read from the audit log in sequence order —
 //! first what the subscriber missed (`after: cursor`), then live, with no gap and no
-//! duplicate. The log is the source; the bus only says "there is more to read". Every
-//! event is authorized for its receiver when it is delivered.
+//! duplicate. The log is the source, read once per replica by the request feed
+//! (`approvals::feed`); every event is authorized for its receiver, in memory, when it is
+//! delivered, and resolved once for all receivers who selected the same fields.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_graphql::{Context, Enum, InputObject, Object, Subscription};
-use chrono::{DateTime, Utc};
-use entity::{audit_event, request};
+use async_graphql::context::SelectionField;
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, InputObject, Object, OutputType, Positioned, ServerResult,
+    Subscription, Value as GqlValue,
+};
 use futures_util::Stream;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::types::{RequestNode, UserNode, load_user};
 use crate::access::requests::{Asker, can_see};
-use crate::access::{OperationGrants, grants_for};
+use crate::access::{Grants, OperationGrants};
+use crate::approvals::feed::{self, FeedEvent, RequestEventKind, RequestFeed, Since};
 use crate::approvals::loader::Loaders;
 use crate::approvals::model::Status;
 use crate::audit::service as audit_service;
 use crate::error::{self, AppError};
-use crate::events::bus::EventBus;
 use crate::kernel::Timestamp;
 use crate::kernel::Viewer;
 use crate::kernel::resolver::require_viewer;
-
-/// How many log rows one read takes.
-const BATCH: u64 = 200;
-/// The longest a subscriber waits without any news before reading the log anyway.
-const IDLE_READ: Duration = Duration::from_secs(5);
-
-/// What happened to a request.
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum RequestEventKind {
-    Submitted,
-    StageApproved,
-    Approved,
-    Rejected,
-    Cancelled,
-    Expired,
-}
-
-impl RequestEventKind {
-    const ACTIONS: [(&'static str, RequestEventKind); 6] = [
-        ("request.submitted", Self::Submitted),
-        ("request.stage_approved", Self::StageApproved),
-        ("request.approved", Self::Approved),
-        ("request.rejected", Self::Rejected),
-        ("request.cancelled", Self::Cancelled),
-        ("request.expired", Self::Expired),
-    ];
-
-    fn of_action(action: &str) -> Option<Self> {
-        Self::ACTIONS
-            .iter()
-            .find(|(name, _)| *name == action)
-            .map(|(_, kind)| *kind)
-    }
-}
 
 #[derive(InputObject, Default, Clone)]
 pub struct RequestEventFilter {
@@ -71,33 +40,76 @@ pub struct RequestEventFilter {
 }
 
 /// One change to a request.
-pub struct RequestEvent {
-    sequence: i64,
-    kind: RequestEventKind,
-    request: request::Model,
-    actor: String,
-    occurred_at: DateTime<Utc>,
-}
+pub struct RequestEvent(Arc<FeedEvent>);
 
 #[Object]
 impl RequestEvent {
     /// Pass as `after` to resume right after this event.
     async fn cursor(&self) -> String {
-        self.sequence.to_string()
+        self.0.sequence.to_string()
     }
     async fn kind(&self) -> RequestEventKind {
-        self.kind
+        self.0.kind
     }
     /// The request as this event left it.
     async fn request(&self) -> RequestNode {
-        RequestNode(self.request.clone())
+        RequestNode(self.0.request.clone())
     }
     async fn actor(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
-        load_user(ctx, &self.actor).await
+        load_user(ctx, &self.0.actor).await
     }
     async fn occurred_at(&self) -> Timestamp {
-        Timestamp(self.occurred_at)
+        Timestamp(self.0.occurred_at)
     }
+}
+
+/// What the stream yields: an event, resolved once for every subscriber whose selection
+/// renders to the same key (the GraphQL type is `RequestEvent`).
+pub struct Delivery {
+    event: Arc<FeedEvent>,
+    selection: Arc<str>,
+}
+
+impl OutputType for Delivery {
+    fn type_name() -> Cow<'static, str> {
+        RequestEvent::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        RequestEvent::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<GqlValue> {
+        let node = RequestEvent(self.event.clone());
+        let cell = self.event.resolution(&self.selection);
+        let shared = cell
+            .get_or_init(|| async {
+                // A resolution that reported errors is not shared: its errors go to the
+                // subscriber who met them (the executor collects them per response), and
+                // everyone else resolves for themselves.
+                let errors_before = reported_errors(ctx);
+                match node.resolve(ctx, field).await {
+                    Ok(value) if reported_errors(ctx) == errors_before => Some(value),
+                    _ => None,
+                }
+            })
+            .await;
+        match shared {
+            Some(value) => Ok(value.clone()),
+            None => RequestEvent(self.event.clone()).resolve(ctx, field).await,
+        }
+    }
+}
+
+fn reported_errors(ctx: &ContextSelectionSet<'_>) -> usize {
+    ctx.query_env
+        .errors
+        .lock()
+        .map_or(usize::MAX, |errors| errors.len())
 }
 
 #[derive(Default)]
@@ -112,13 +124,12 @@ impl ApprovalsSubscription {
         ctx: &Context<'_>,
         filter: Option<RequestEventFilter>,
         after: Option<String>,
-    ) -> error::Result<impl Stream<Item = RequestEvent> + use<>> {
+    ) -> error::Result<impl Stream<Item = Delivery> + use<>> {
         let viewer = require_viewer(ctx)?.clone();
-        let db = ctx.data_unchecked::<DatabaseConnection>().clone();
-        let bus = ctx.data_unchecked::<Arc<EventBus>>().clone();
+        let feed = ctx.data_unchecked::<Arc<RequestFeed>>().clone();
         // The operation's loaders serve every event; each event starts them empty.
         let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
-        let grants = ctx.data_opt::<Arc<OperationGrants>>().cloned();
+        let operation_grants = ctx.data_opt::<Arc<OperationGrants>>().cloned();
         let filter = filter.unwrap_or_default();
         let request_id = match &filter.request_id {
             None => None,
@@ -127,8 +138,7 @@ impl ApprovalsSubscription {
                     .map_err(|_| AppError::bad_input("filter.requestId", "not a request id"))?,
             ),
         };
-        // Subscribe before reading the head, so nothing committed in between is missed.
-        let mut news = bus.subscribe();
+        let selection: Arc<str> = selection_key(ctx.field(), &viewer).into();
         let mut cursor = match after {
             Some(cursor) => cursor
                 .parse::<i64>()
@@ -137,143 +147,134 @@ impl ApprovalsSubscription {
                 .ok_or_else(|| {
                     AppError::bad_input("after", "not a cursor from this subscription")
                 })?,
-            None => audit_service::head(&db).await?.0,
+            // Events committed from now on (one read per subscription, not per event).
+            None => audit_service::head(feed.db()).await?.0,
         };
+        let mut wake = feed.watch();
         Ok(async_stream::stream! {
             loop {
-                let batch = match read_after(&db, cursor).await {
-                    Ok(batch) => batch,
-                    Err(err) => {
-                        err.log_if_internal();
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if batch.is_empty() {
-                    tokio::select! {
-                        news = news.recv() => {
-                            if let Err(RecvError::Closed) = news {
-                                break;
+                // Marked seen before looking, so a read finished after the look wakes us.
+                wake.borrow_and_update();
+                let events = match feed.since(cursor) {
+                    Since::Events(events) => events,
+                    Since::Behind { from } => match catch_up(&feed, cursor, from).await {
+                        Ok((events, reached)) => {
+                            if events.is_empty() {
+                                cursor = reached;
+                                continue;
                             }
+                            events
                         }
-                        () = tokio::time::sleep(IDLE_READ) => {}
+                        Err(err) => {
+                            err.log_if_internal();
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    },
+                };
+                if events.is_empty() {
+                    if wake.changed().await.is_err() {
+                        break;
                     }
                     continue;
                 }
-                let deliverable = match authorize(&db, &viewer, &batch, &filter, request_id).await {
-                    Ok(events) => events,
-                    Err(err) => {
-                        err.log_if_internal();
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                let grants = Arc::new(feed.grants().of(&viewer.roles));
+                for event in events {
+                    cursor = event.sequence;
+                    if !deliverable(&viewer, &grants, &event, &filter, request_id) {
                         continue;
                     }
-                };
-                if let Some(last) = batch.last() {
-                    cursor = last.sequence;
-                }
-                for event in deliverable {
                     loaders.clear().await;
-                    if let Some(grants) = &grants {
-                        grants.forget().await;
+                    if let Some(operation_grants) = &operation_grants {
+                        operation_grants.replace(grants.clone()).await;
                     }
-                    yield event;
+                    yield Delivery { event, selection: selection.clone() };
                 }
             }
         })
     }
 }
 
-/// The next request events of the log after `cursor`, in sequence order.
-async fn read_after(
-    db: &DatabaseConnection,
+/// A subscriber behind the ring reads the log itself, a page at a time: the events after
+/// `cursor`, and how far that page reached (up to `from` once the log has nothing more
+/// before it, where the ring takes over).
+async fn catch_up(
+    feed: &RequestFeed,
     cursor: i64,
-) -> Result<Vec<audit_event::Model>, AppError> {
-    Ok(audit_event::Entity::find()
-        .filter(audit_event::Column::Sequence.gt(cursor))
-        .filter(audit_event::Column::SubjectType.eq("request"))
-        .filter(
-            audit_event::Column::Action
-                .is_in(RequestEventKind::ACTIONS.iter().map(|(action, _)| *action)),
-        )
-        .order_by_asc(audit_event::Column::Sequence)
-        .limit(BATCH)
-        .all(db)
-        .await?)
+    from: i64,
+) -> Result<(Vec<Arc<FeedEvent>>, i64), AppError> {
+    let page = feed::read_after(feed.db(), cursor, feed::PAGE).await?;
+    let complete = (page.len() as u64) < feed::PAGE;
+    let last = page.last().map_or(cursor, |e| e.sequence);
+    let reached = if complete { last.max(from) } else { last };
+    Ok((page.into_iter().map(Arc::new).collect(), reached))
 }
 
-/// The events of `batch` this viewer may receive now, as they left each request. Grants
-/// are read at delivery, so a revoked permission stops the very next batch.
-async fn authorize(
-    db: &DatabaseConnection,
+/// Whether this viewer may receive the event now, and wants it. In memory: the grants
+/// are the feed's snapshot, which follows every announced change.
+fn deliverable(
     viewer: &Viewer,
-    batch: &[audit_event::Model],
+    grants: &Grants,
+    event: &FeedEvent,
     filter: &RequestEventFilter,
     request_id: Option<Uuid>,
-) -> Result<Vec<RequestEvent>, AppError> {
-    let grants = grants_for(db, viewer).await?;
+) -> bool {
     let asker = Asker {
         subject: &viewer.subject,
         roles: &viewer.roles,
-        grants: &grants,
+        grants,
     };
-    let ids: Vec<Uuid> = batch.iter().filter_map(|e| e.request_id).collect();
-    let rows: HashMap<Uuid, request::Model> = request::Entity::find()
-        .filter(request::Column::Id.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-    let mut events = Vec::new();
-    for event in batch {
-        let (Some(kind), Some(id)) = (RequestEventKind::of_action(&event.action), event.request_id)
-        else {
-            continue;
-        };
-        let Some(row) = rows.get(&id) else { continue };
-        let as_of = as_of_event(row, event);
-        if !can_see(asker, &as_of)
-            || request_id.is_some_and(|wanted| wanted != id)
-            || filter
-                .policy
-                .as_ref()
-                .is_some_and(|p| *p != as_of.policy_key)
-            || filter.status.is_some_and(|s| s.as_str() != as_of.status)
-        {
-            continue;
-        }
-        events.push(RequestEvent {
-            sequence: event.sequence,
-            kind,
-            request: as_of,
-            actor: event.actor_subject.clone(),
-            occurred_at: event.occurred_at,
-        });
-    }
-    Ok(events)
+    let request = &event.request;
+    can_see(asker, request)
+        && request_id.is_none_or(|wanted| wanted == request.id)
+        && filter
+            .policy
+            .as_ref()
+            .is_none_or(|p| *p == request.policy_key)
+        && filter.status.is_none_or(|s| s.as_str() == request.status)
 }
 
-/// The request with the state the event recorded (status, stage, version), not whatever it
-/// has become since.
-fn as_of_event(row: &request::Model, event: &audit_event::Model) -> request::Model {
-    let mut as_of = row.clone();
-    if let Some(after) = &event.after {
-        if let Some(status) = after["status"].as_str() {
-            as_of.status = status.to_owned();
+/// The subscriber's selection under `requestEvents`, written out with arguments and
+/// directives resolved (fragments inlined), so equal keys mean equal payloads. A selection
+/// that asks what the viewer may do is keyed by the viewer too.
+fn selection_key(root: SelectionField<'_>, viewer: &Viewer) -> String {
+    fn write(out: &mut String, field: SelectionField<'_>, personal: &mut bool) {
+        if field.name() == "viewerCanApprove" {
+            *personal = true;
         }
-        as_of.current_stage = after["currentStage"]
-            .as_i64()
-            .and_then(|s| i32::try_from(s).ok());
-        if let Some(version) = after["version"]
-            .as_i64()
-            .and_then(|v| i32::try_from(v).ok())
-        {
-            as_of.version = version;
+        let _ = write!(
+            out,
+            "{}:{}",
+            field.alias().unwrap_or_default(),
+            field.name()
+        );
+        if let Ok(arguments) = field.arguments() {
+            for (name, value) in arguments {
+                let _ = write!(out, "({name}:{value})");
+            }
         }
-        as_of.updated_at = event.occurred_at;
-        as_of.decided_at = Status::parse(&as_of.status)
-            .filter(|s| s.is_terminal())
-            .map(|_| event.occurred_at);
+        if let Ok(directives) = field.directives() {
+            for directive in directives {
+                let _ = write!(out, "@{}", directive.name.node);
+                for (name, value) in &directive.arguments {
+                    let _ = write!(out, "({}:{})", name.node, value.node);
+                }
+            }
+        }
+        out.push('{');
+        for child in field.selection_set() {
+            write(out, child, personal);
+            out.push(' ');
+        }
+        out.push('}');
     }
-    as_of
+    let mut key = String::new();
+    let mut personal = false;
+    for field in root.selection_set() {
+        write(&mut key, field, &mut personal);
+    }
+    if personal {
+        let _ = write!(key, "#{}{:?}", viewer.subject, viewer.roles);
+    }
+    key
 }
