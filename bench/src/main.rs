@@ -6,6 +6,7 @@
 //! (A B, B A, …) and reports the median of the per-pair ratios B/A. See BENCHMARKS.md.
 
 mod explain;
+mod fanout;
 mod fixtures;
 mod floor;
 mod load;
@@ -76,6 +77,10 @@ struct Args {
     /// About a minute: one pair, c = 4, 2 s per workload, a small dataset, no floors.
     #[arg(long)]
     quick: bool,
+    /// Instead of the workloads: live updates with this many subscribers, comma-separated
+    /// (idle memory, fan-out latency and loss, churn, decisions with them ÷ without).
+    #[arg(long, value_delimiter = ',')]
+    fanout: Vec<usize>,
 }
 
 const ALL: [&str; 14] = [
@@ -146,6 +151,21 @@ async fn main() -> anyhow::Result<()> {
         );
         if args.explain {
             let outcome = explain::run(&binaries[0], backend, &args, &template, &selected).await;
+            template.drop().await;
+            outcome?;
+            continue;
+        }
+        if !args.fanout.is_empty() {
+            let outcome = fanout::run(fanout::FanoutArgs {
+                binary: &binaries[0],
+                backend,
+                postgres_url: &args.postgres_url,
+                template: &template,
+                sizes: &args.fanout,
+                pairs: args.pairs,
+                duration: Duration::from_secs(args.duration),
+            })
+            .await;
             template.drop().await;
             outcome?;
             continue;

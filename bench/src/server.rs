@@ -43,7 +43,12 @@ pub struct RunDatabase {
 
 enum Cleanup {
     Dir(PathBuf),
-    Database { admin_url: String, name: String },
+    Database {
+        admin_url: String,
+        name: String,
+    },
+    /// Another server's database: left to that one.
+    Shared,
 }
 
 /// A seeded database that each run copies (`CREATE DATABASE … TEMPLATE`, or the SQLite
@@ -128,6 +133,7 @@ impl RunDatabase {
                     let _ = admin.close().await;
                 }
             }
+            Cleanup::Shared => {}
         }
     }
 }
@@ -182,6 +188,21 @@ impl Server {
     /// Starts `binary` on a database another server left.
     pub async fn start_on(binary: &Path, database: RunDatabase) -> anyhow::Result<Self> {
         Self::launch(binary, database, false).await
+    }
+
+    /// Starts a second replica of `binary` on the database a running server uses; stopping
+    /// it leaves the database alone.
+    pub async fn replica(binary: &Path, database: &RunDatabase) -> anyhow::Result<Self> {
+        let shared = RunDatabase {
+            url: database.url.clone(),
+            backend: database.backend,
+            cleanup: Cleanup::Shared,
+        };
+        Self::launch(binary, shared, false).await
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     async fn launch(binary: &Path, database: RunDatabase, capture: bool) -> anyhow::Result<Self> {
