@@ -8,11 +8,13 @@
 //!   mutation's own time), events lost or duplicated (must be 0), and deliveries per
 //!   second of server CPU;
 //! - **churn**: the sockets opened and closed three times, and the RSS after each round;
-//! - **decisions under load**: `approveRequest` at c = 16 with no subscribers, then with
-//!   them spread over this server and a second replica on the same database, interleaved;
-//!   the ratio of the two.
+//! - **decisions under load**: `approveRequest` at c = 16 with no subscribers, with `n`
+//!   clerks' consoles open (events judged for each, delivered to none), and with `n`
+//!   auditors (every event delivered to each), spread over this server and a second
+//!   replica on the same database, interleaved; the ratios to "none".
 //!
-//! Subscribers are auditors (they see every request) and select what the console shows.
+//! Fan-out subscribers are auditors (they see every request) and select what the console
+//! shows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -266,12 +268,17 @@ async fn fan_out(server: &Server, n: usize, auditor: &str) -> anyhow::Result<Val
         "duplicated": duplicated,
         "deliveries_per_cpu_second": cpu.filter(|c| *c > 0.0).map(|c| round(delivered as f64 / c)),
         "seconds": round(wall),
-        "churn_rss_kib": { "start": rss_start, "after_rounds": rounds },
+        // Against the RSS before any socket opened: what the process keeps once they all
+        // closed (`start` is after the fan-out's sockets closed).
+        "churn_rss_kib": { "before_sockets": rss_before, "start": rss_start, "after_rounds": rounds },
     }))
 }
 
-/// Decisions at c = 16 with no subscribers (A) and with `n` spread over this server and a
-/// replica (B), interleaved; the median of the per-pair ratios B / A.
+/// Decisions at c = 16 with no subscribers, with `n` clerks' consoles open (support
+/// users: the refunds being approved are not theirs, so each event is judged for each of
+/// them and delivered to none — the ops floor's common case), and with `n` auditors (every
+/// event delivered to every one). Subscribers are spread over this server and a replica on
+/// PostgreSQL. Interleaved per pair; the medians of the per-pair ratios to "none".
 async fn decisions(
     args: &FanoutArgs<'_>,
     server: &Server,
@@ -284,28 +291,22 @@ async fn decisions(
         Backend::Sqlite => None,
     };
     let bob = token("bob", &["finance"])?;
-    let mut ratios = Vec::new();
+    let clerk = token("clerk", &["support"])?;
+    let variants = [("none", None), ("clerks", Some(&clerk)), ("auditors", Some(&auditor.to_owned()))];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut runs = Vec::new();
     for pair in 0..args.pairs {
         let mut stats = Vec::new();
-        for with_subscribers in [false, true] {
-            let pool = submit_many(
-                &server.url,
-                2_000,
-                800_000 + pair * 2 + usize::from(with_subscribers),
-            )
-            .await?;
-            let subscribers = if with_subscribers {
-                match &replica {
-                    Some(replica) => {
-                        let mut here = open(&server.url, n / 2, auditor).await?;
-                        here.extend(open(&replica.url, n - n / 2, auditor).await?);
-                        here
-                    }
-                    None => open(&server.url, n, auditor).await?,
+        for (k, (_, viewer)) in variants.iter().enumerate() {
+            let pool = submit_many(&server.url, 2_000, 800_000 + pair * 10 + k).await?;
+            let subscribers = match (viewer, &replica) {
+                (None, _) => Vec::new(),
+                (Some(viewer), Some(replica)) => {
+                    let mut here = open(&server.url, n / 2, viewer).await?;
+                    here.extend(open(&replica.url, n - n / 2, viewer).await?);
+                    here
                 }
-            } else {
-                Vec::new()
+                (Some(viewer), None) => open(&server.url, n, viewer).await?,
             };
             let workload = Arc::new(Workload::Approve {
                 token: bob.clone(),
@@ -316,17 +317,27 @@ async fn decisions(
             close(subscribers);
             stats.push(ran?);
         }
-        ratios.push(stats[1].per_second / stats[0].per_second);
-        runs.push(json!({ "none": stats[0].to_json(), "with": stats[1].to_json() }));
+        for (k, s) in stats.iter().enumerate() {
+            ratios[k].push(s.per_second / stats[0].per_second);
+        }
+        let run: serde_json::Map<String, Value> = variants
+            .iter()
+            .zip(&stats)
+            .map(|((name, _), s)| ((*name).to_owned(), s.to_json()))
+            .collect();
+        runs.push(Value::Object(run));
     }
     if let Some(replica) = replica {
         replica.stop().await;
     }
-    ratios.sort_by(f64::total_cmp);
+    let median = |mut r: Vec<f64>| {
+        r.sort_by(f64::total_cmp);
+        json!({ "median": round(r[r.len() / 2]), "pairs": r.iter().map(|x| round(*x)).collect::<Vec<_>>() })
+    };
     Ok(json!({
         "concurrency": 16,
-        "with_over_none": round(ratios[ratios.len() / 2]),
-        "ratios": ratios.iter().map(|r| round(*r)).collect::<Vec<_>>(),
+        "clerks_over_none": median(ratios[1].clone()),
+        "auditors_over_none": median(ratios[2].clone()),
         "runs": runs,
     }))
 }

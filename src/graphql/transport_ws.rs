@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_graphql::{Data, Request};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -95,7 +95,7 @@ struct Close(u16, String);
 
 pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
     let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
     let mut news = state.bus.subscribe();
     let mut identity: Option<Identity> = None;
@@ -126,7 +126,8 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                 }
             }
             Some(outgoing) = out_rx.recv() => {
-                match tokio::time::timeout(SEND_TIMEOUT, send(&mut sink, outgoing)).await {
+                let frame = Message::Text(outgoing.into());
+                match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => break Some(too_slow()),
@@ -275,14 +276,24 @@ fn too_slow() -> Close {
 /// Where an operation's messages go: the connection's queue, bounded; when it stays full
 /// the operation stops and asks for the connection to be closed.
 struct Outbox {
-    messages: mpsc::Sender<Value>,
+    /// Serialized already: straight from the response, without a `serde_json::Value` of
+    /// it in between (per delivery, that copy cost as much as the rest of the send).
+    messages: mpsc::Sender<String>,
     overflow: mpsc::Sender<()>,
 }
 
 impl Outbox {
     /// False when the operation should stop: the connection is gone or too far behind.
-    async fn send(&self, message: Value) -> bool {
-        match self.messages.send_timeout(message, SEND_TIMEOUT).await {
+    async fn send<P: Serialize>(&self, id: &str, kind: &str, payload: Option<P>) -> bool {
+        let message = OperationMessage { id, kind, payload };
+        let text = match serde_json::to_string(&message) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode an operation message");
+                return false;
+            }
+        };
+        match self.messages.send_timeout(text, SEND_TIMEOUT).await {
             Ok(()) => true,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 let _ = self.overflow.try_send(());
@@ -291,6 +302,16 @@ impl Outbox {
             Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
         }
     }
+}
+
+/// `{"id", "type", "payload"}`: what an operation sends.
+#[derive(Serialize)]
+struct OperationMessage<'a, P> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<P>,
 }
 
 async fn send(
@@ -372,15 +393,15 @@ fn run_operation(
             let failed_early =
                 first && response.data == async_graphql::Value::Null && response.is_err();
             first = false;
-            let message = if failed_early {
-                json!({ "id": id, "type": "error", "payload": response.errors })
+            let sent = if failed_early {
+                out.send(&id, "error", Some(&response.errors)).await
             } else {
-                json!({ "id": id, "type": dialect.result(), "payload": response })
+                out.send(&id, dialect.result(), Some(&response)).await
             };
-            if !out.send(message).await || failed_early {
+            if !sent || failed_early {
                 return;
             }
         }
-        out.send(json!({ "id": id, "type": "complete" })).await;
+        out.send(&id, "complete", None::<()>).await;
     })
 }

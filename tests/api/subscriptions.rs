@@ -172,7 +172,7 @@ backend_tests! {
     async fn a_revoked_permission_stops_deliveries_without_a_reconnect(backend) {
         let app = spawn_app(backend).await;
         let frank = app.token_for(Persona::Frank);
-        let mut auditor = subscribe(&app, &frank, None, json!(null)).await;
+        let mut auditor = subscribe(&app, &frank, Some("0"), json!(null)).await;
         let seen = submit(&app, Persona::Alice, refund("250.00")).await;
         let event = next_event(&mut auditor, WITHIN).await.expect("seen while granted");
         assert_eq!(event["request"]["id"], seen["id"]);
@@ -192,9 +192,12 @@ backend_tests! {
         let app = spawn_app(backend).await;
         let request = submit(&app, Persona::Alice, refund("250.00")).await;
         let frank = app.token_for(Persona::Frank);
-        let mut sockets = futures_util::future::join_all((0..60).map(|_| subscribe(&app, &frank, None, json!(null)))).await;
-        // Subscribed: each has read the head, and the server is quiet again.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut sockets = futures_util::future::join_all((0..60).map(|_| subscribe(&app, &frank, Some("0"), json!(null)))).await;
+        // Each has caught up (the submission), so the server is quiet again.
+        for socket in &mut sockets {
+            let event = next_event(socket, WITHIN).await.expect("the submission");
+            assert_eq!(event["kind"], "SUBMITTED");
+        }
         let before = db_statements(&app).await;
         approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
         for socket in &mut sockets {
