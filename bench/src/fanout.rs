@@ -292,7 +292,11 @@ async fn decisions(
     };
     let bob = token("bob", &["finance"])?;
     let clerk = token("clerk", &["support"])?;
-    let variants = [("none", None), ("clerks", Some(&clerk)), ("auditors", Some(&auditor.to_owned()))];
+    let variants = [
+        ("none", None),
+        ("clerks", Some(&clerk)),
+        ("auditors", Some(&auditor.to_owned())),
+    ];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut runs = Vec::new();
     for pair in 0..args.pairs {
