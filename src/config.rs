@@ -52,12 +52,18 @@ pub struct Config {
     /// The most fields one operation may select, fragments included
     /// (`COUNTERSIGN_MAX_FIELDS`).
     pub max_fields: usize,
+    /// How long a WebSocket client may leave a full outbox unread before it is
+    /// disconnected with 4420 (`COUNTERSIGN_WS_SEND_TIMEOUT`).
+    pub ws_send_timeout: Duration,
 }
 
 /// Generous for the console and GraphiQL's introspection (no aliases, ~60 fields); far
 /// below what it takes to multiply one expensive field by hundreds.
 pub const DEFAULT_MAX_ALIASES: usize = 64;
 pub const DEFAULT_MAX_FIELDS: usize = 512;
+/// Long enough for a console on a slow link to catch up; short enough that a client
+/// that stopped reading does not hold its messages for long.
+pub const DEFAULT_WS_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
@@ -145,6 +151,7 @@ impl fmt::Debug for Config {
             .field("background_jobs", &self.background_jobs)
             .field("max_aliases", &self.max_aliases)
             .field("max_fields", &self.max_fields)
+            .field("ws_send_timeout", &self.ws_send_timeout)
             .finish()
     }
 }
@@ -299,6 +306,10 @@ impl Config {
         if expiry_sweep.is_zero() {
             bail!("COUNTERSIGN_EXPIRY_SWEEP must be longer than zero");
         }
+        let ws_send_timeout = duration("COUNTERSIGN_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT)?;
+        if ws_send_timeout.is_zero() {
+            bail!("COUNTERSIGN_WS_SEND_TIMEOUT must be longer than zero");
+        }
 
         let count = |name: &str, default: usize| -> anyhow::Result<usize> {
             match var(name) {
@@ -352,6 +363,7 @@ impl Config {
             background_jobs: true,
             max_aliases,
             max_fields,
+            ws_send_timeout,
         })
     }
 

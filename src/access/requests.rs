@@ -40,10 +40,12 @@ pub struct PolicyFacts<'a> {
 
 /// May `asker` see `request`: their own, or one their `request.view` grants reach.
 pub fn can_see(asker: Asker<'_>, request: &request::Model) -> bool {
-    request.requester_subject == asker.subject
-        || asker
-            .grants
-            .allows(Action::RequestView, Some(&request.policy_key))
+    request.requester_subject == asker.subject || grants_see(asker.grants, request)
+}
+
+/// The half of [`can_see`] that holds for everyone with these grants, whoever they are.
+pub fn grants_see(grants: &Grants, request: &request::Model) -> bool {
+    grants.allows(Action::RequestView, Some(&request.policy_key))
 }
 
 /// [`can_see`] as SQL.

@@ -131,7 +131,9 @@ pub async fn graphql_ws(
 /// The largest WebSocket message accepted; larger ones close the connection.
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
-const WS_MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// Not a budget (the outbox is, `transport_ws::OUTBOX_BYTES`): tungstenite refuses any one
+/// message larger than this, and a page of large payloads can exceed a few MiB.
+const WS_MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
 /// No Origin (not a browser), the server's own origin, or one configured as allowed.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {

@@ -11,12 +11,13 @@
 //! | 4408 | no `connection_init` within 10 s |
 //! | 4409 | a second `subscribe` with an id still in use |
 //! | 4429 | a second `connection_init` |
-//! | 4420 | the client reads too slowly: [`OUTBOX`] messages waiting for [`SEND_TIMEOUT`], or one message not taken by the socket within it |
+//! | 4420 | the client reads too slowly: its outbox ([`OUTBOX_BYTES`]) stayed full, or one message was not taken by the socket, for the send timeout (`COUNTERSIGN_WS_SEND_TIMEOUT`) |
 //!
 //! At most [`MAX_SUBSCRIPTIONS`] operations run at once per connection; the server pings
 //! every [`KEEP_ALIVE`] so idle proxies keep the connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Data, Request};
@@ -24,7 +25,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::AppState;
@@ -72,12 +73,12 @@ impl Dialect {
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Messages a connection may have waiting for its socket. An operation with one more to
-/// send waits; if no room is made within [`SEND_TIMEOUT`] the connection is closed (4420)
-/// rather than holding memory for a client that does not read.
-pub const OUTBOX: usize = 256;
-/// The longest one message may wait for the socket to take it.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of messages a connection may hold for its socket. An operation whose message
+/// does not fit waits; if no room is made within the send timeout the connection is
+/// closed (4420) rather than holding memory for a client that does not read. Counted in
+/// bytes, not messages, so large payloads cannot multiply it; a message larger than the
+/// whole outbox waits for it to empty and goes alone.
+pub const OUTBOX_BYTES: usize = 1024 * 1024;
 
 /// A client message as received: its meaning depends on the dialect.
 #[derive(Deserialize)]
@@ -95,7 +96,9 @@ struct Close(u16, String);
 
 pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
+    let send_timeout = state.config.ws_send_timeout;
+    let room = Arc::new(Semaphore::new(OUTBOX_BYTES));
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
     let mut news = state.bus.subscribe();
     let mut identity: Option<Identity> = None;
@@ -125,9 +128,10 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                     break None;
                 }
             }
-            Some(outgoing) = out_rx.recv() => {
-                let frame = Message::Text(outgoing.into());
-                match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
+            Some(Outgoing { text, room }) = out_rx.recv() => {
+                let sent = tokio::time::timeout(send_timeout, sink.send(Message::Text(text.into()))).await;
+                drop(room);
+                match sent {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => break Some(too_slow()),
@@ -238,7 +242,12 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                             }
                             continue;
                         }
-                        let out = Outbox { messages: out_tx.clone(), overflow: slow_tx.clone() };
+                        let out = Outbox {
+                            messages: out_tx.clone(),
+                            room: room.clone(),
+                            timeout: send_timeout,
+                            overflow: slow_tx.clone(),
+                        };
                         let task = run_operation(&state, dialect, identity.clone(), grants, id.clone(), request, out);
                         operations.insert(id, task);
                     }
@@ -264,21 +273,29 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
             reason: reason.into(),
         };
         // A client too slow to read may not take the close frame either.
-        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
     }
-    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+    let _ = tokio::time::timeout(send_timeout, sink.close()).await;
 }
 
 fn too_slow() -> Close {
     Close(4420, "Too slow: messages were not read in time".into())
 }
 
-/// Where an operation's messages go: the connection's queue, bounded; when it stays full
-/// the operation stops and asks for the connection to be closed.
-struct Outbox {
+/// A message on its way to the socket, holding its room in the outbox until sent.
+struct Outgoing {
     /// Serialized already: straight from the response, without a `serde_json::Value` of
     /// it in between (per delivery, that copy cost as much as the rest of the send).
-    messages: mpsc::Sender<String>,
+    text: String,
+    room: OwnedSemaphorePermit,
+}
+
+/// Where an operation's messages go: the connection's outbox, bounded in bytes; when it
+/// stays full the operation stops and asks for the connection to be closed.
+struct Outbox {
+    messages: mpsc::UnboundedSender<Outgoing>,
+    room: Arc<Semaphore>,
+    timeout: Duration,
     overflow: mpsc::Sender<()>,
 }
 
@@ -293,13 +310,15 @@ impl Outbox {
                 return false;
             }
         };
-        match self.messages.send_timeout(text, SEND_TIMEOUT).await {
-            Ok(()) => true,
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+        let bytes = u32::try_from(text.len().clamp(1, OUTBOX_BYTES)).unwrap_or(u32::MAX);
+        let room = self.room.clone().acquire_many_owned(bytes);
+        match tokio::time::timeout(self.timeout, room).await {
+            Ok(Ok(room)) => self.messages.send(Outgoing { text, room }).is_ok(),
+            Ok(Err(_)) => false,
+            Err(_) => {
                 let _ = self.overflow.try_send(());
                 false
             }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
         }
     }
 }

@@ -186,6 +186,7 @@ pub fn test_config(database_url: &str) -> Config {
         background_jobs: true,
         max_aliases: countersign::config::DEFAULT_MAX_ALIASES,
         max_fields: countersign::config::DEFAULT_MAX_FIELDS,
+        ws_send_timeout: countersign::config::DEFAULT_WS_SEND_TIMEOUT,
     }
 }
 

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
+use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_app_with, spawn_replica};
 use crate::lifecycle_helpers::*;
 use crate::websocket::{Socket, connect_as, send};
 
@@ -248,5 +248,88 @@ backend_tests! {
         assert_eq!(event["kind"], "EXPIRED");
         assert_eq!(event["actor"]["subject"], "system");
         assert_eq!(event["request"]["status"], "EXPIRED");
+    }
+}
+
+/// A subscriber whose socket has a small receive buffer and who reads nothing until told.
+async fn connect_without_reading(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let address: std::net::SocketAddr = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the app's address");
+    let tcp = tokio::net::TcpSocket::new_v4().expect("a socket");
+    tcp.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = tcp.connect(address).await.expect("connect");
+    let mut request = format!("ws://{address}/graphql/ws")
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("a header value"),
+    );
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("WebSocket upgrade");
+    for message in [
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),
+        json!({ "id": "events", "type": "subscribe", "payload": { "query": query, "variables": { "after": "0" } } }),
+    ] {
+        futures_util::SinkExt::send(&mut socket, Message::Text(message.to_string().into()))
+            .await
+            .expect("sending a frame");
+    }
+    socket
+}
+
+backend_tests! {
+    async fn a_subscriber_who_stops_reading_is_disconnected_instead_of_buffered_for(backend) {
+        let app = spawn_app_with(backend, |config| {
+            config.ws_send_timeout = Duration::from_millis(500);
+        })
+        .await;
+        // Each event renders its 10,000-character description 50 times: ~500 KB a message.
+        let copies: String = (0..50)
+            .map(|i| format!("d{i}: request {{ description }} "))
+            .collect();
+        let query = format!("subscription($after: String) {{ requestEvents(after: $after) {{ cursor {copies} }} }}");
+        let mut frank =
+            connect_without_reading(&app, &app.token_for(Persona::Frank), &query).await;
+        const EVENTS: usize = 30;
+        for _ in 0..EVENTS {
+            let mut input = refund("10.00");
+            input["description"] = json!("x".repeat(10_000));
+            submit(&app, Persona::Alice, input).await;
+        }
+        // ~15 MB to send: more than the socket's buffers and the 1 MiB outbox hold. The
+        // server gives up after the send timeout; then read whatever it did send.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut delivered = 0;
+        let ended = loop {
+            match tokio::time::timeout(WITHIN, frank.next()).await {
+                Err(_) => break None,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    if text.contains("\"next\"") {
+                        delivered += 1;
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    break Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                // Closed without a frame: it never got past the unread messages.
+                Ok(None) | Ok(Some(Err(_))) => break Some(1006),
+            }
+        };
+        assert!(
+            matches!(ended, Some(4420 | 1006)),
+            "the server must end the connection (4420, or without a frame the client could not read), got {ended:?} after {delivered} events"
+        );
+        assert!(delivered < EVENTS, "all {delivered} events were held for a client that did not read");
     }
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::types::{RequestNode, UserNode, load_user};
 use crate::access::requests::{Asker, can_see};
 use crate::access::{Grants, OperationGrants};
-use crate::approvals::feed::{self, FeedEvent, RequestEventKind, RequestFeed, Since};
+use crate::approvals::feed::{self, FeedEvent, Interest, RequestEventKind, RequestFeed, Since};
 use crate::approvals::loader::Loaders;
 use crate::approvals::model::Status;
 use crate::audit::service as audit_service;
@@ -150,11 +150,17 @@ impl ApprovalsSubscription {
             // Events committed from now on (one read per subscription, not per event).
             None => audit_service::head(feed.db()).await?.0,
         };
-        let mut wake = feed.watch();
+        let interest = Interest::new(
+            &viewer.roles,
+            filter.policy.clone(),
+            filter.status.map(Status::as_str),
+            request_id,
+        );
+        // Joined before the first look at the ring, so an event read after that look wakes
+        // this subscriber if it is for them.
+        let listener = feed.listen(&viewer.subject, interest.clone());
         Ok(async_stream::stream! {
             loop {
-                // Marked seen before looking, so a read finished after the look wakes us.
-                wake.borrow_and_update();
                 let events = match feed.since(cursor) {
                     Since::Events(events) => events,
                     Since::Behind { from } => match catch_up(&feed, cursor, from).await {
@@ -173,15 +179,14 @@ impl ApprovalsSubscription {
                     },
                 };
                 if events.is_empty() {
-                    if wake.changed().await.is_err() {
-                        break;
-                    }
+                    listener.woken().await;
+                    cursor = listener.resume_from(cursor);
                     continue;
                 }
                 let grants = Arc::new(feed.grants().of(&viewer.roles));
                 for event in events {
                     cursor = event.sequence;
-                    if !deliverable(&viewer, &grants, &event, &filter, request_id) {
+                    if !deliverable(&viewer, &grants, &event, &interest) {
                         continue;
                     }
                     loaders.clear().await;
@@ -212,26 +217,13 @@ async fn catch_up(
 
 /// Whether this viewer may receive the event now, and wants it. In memory: the grants
 /// are the feed's snapshot, which follows every announced change.
-fn deliverable(
-    viewer: &Viewer,
-    grants: &Grants,
-    event: &FeedEvent,
-    filter: &RequestEventFilter,
-    request_id: Option<Uuid>,
-) -> bool {
+fn deliverable(viewer: &Viewer, grants: &Grants, event: &FeedEvent, interest: &Interest) -> bool {
     let asker = Asker {
         subject: &viewer.subject,
         roles: &viewer.roles,
         grants,
     };
-    let request = &event.request;
-    can_see(asker, request)
-        && request_id.is_none_or(|wanted| wanted == request.id)
-        && filter
-            .policy
-            .as_ref()
-            .is_none_or(|p| *p == request.policy_key)
-        && filter.status.is_none_or(|s| s.as_str() == request.status)
+    interest.wants(event) && can_see(asker, &event.request)
 }
 
 /// The subscriber's selection under `requestEvents`, written out with arguments and

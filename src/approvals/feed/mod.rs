@@ -2,10 +2,11 @@
 //!
 //! A background task reads each committed batch of request events once (one statement:
 //! the events with the requests they are about) and keeps the newest [`RING`] of them in
-//! memory; subscribers wake on a `watch` of its position and take what is newer than their
-//! own cursor from the ring. Nothing is queued per subscriber, so a slow one costs no
-//! memory: once it falls behind the ring it reads the log itself, in pages, exactly as a
-//! subscriber resuming from an old cursor does.
+//! memory. It judges each batch once per audience ([`audience`]: subscribers with the same
+//! roles and filter) and wakes only the subscribers an event is for; a woken subscriber
+//! takes what is newer than its own cursor from the ring. Nothing is queued per
+//! subscriber, so a slow one costs no memory: once it falls behind the ring it reads the
+//! log itself, in pages, exactly as a subscriber resuming from an old cursor does.
 //!
 //! The task reads when the bus says the log grew (here or on another replica) and once a
 //! [`TICK`], which covers a lost notification. Authorization runs in memory against a
@@ -23,6 +24,11 @@ use chrono::{DateTime, Utc};
 use entity::{audit_event, request, role_permission};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{OnceCell, broadcast::error::RecvError, watch};
+
+pub mod audience;
+
+use audience::Audiences;
+pub use audience::{Interest, Listener};
 
 use crate::access::{Grant, Grants, grant_of};
 use crate::approvals::model::Status;
@@ -129,8 +135,8 @@ struct Ring {
 pub struct RequestFeed {
     db: DatabaseConnection,
     ring: RwLock<Ring>,
-    position: watch::Sender<i64>,
     grants: RwLock<Arc<RoleGrants>>,
+    audiences: Arc<Audiences>,
 }
 
 impl RequestFeed {
@@ -146,8 +152,8 @@ impl RequestFeed {
                 to: head,
                 events: VecDeque::with_capacity(RING),
             }),
-            position: watch::channel(head).0,
             grants: RwLock::new(Arc::new(grants)),
+            audiences: Arc::default(),
         });
         let news = bus.subscribe();
         let stopping = bus.stopping();
@@ -155,14 +161,20 @@ impl RequestFeed {
         Ok(feed)
     }
 
-    /// The newest sequence the feed has read through: where a new subscriber starts.
-    pub fn position(&self) -> i64 {
-        *self.position.borrow()
+    /// Joins the audience for `interest`: the feed wakes the listener when it reads an
+    /// event for it. Join before looking at the ring, so nothing read meanwhile is missed.
+    pub fn listen(&self, subject: &str, interest: Interest) -> Listener {
+        let read_through = self
+            .ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .to;
+        self.audiences.join(subject, interest, read_through)
     }
 
-    /// Changes whenever the feed has read further.
-    pub fn watch(&self) -> watch::Receiver<i64> {
-        self.position.subscribe()
+    /// How many distinct audiences are listening.
+    pub fn audiences(&self) -> usize {
+        self.audiences.len()
     }
 
     pub fn since(&self, cursor: i64) -> Since {
@@ -201,22 +213,24 @@ impl RequestFeed {
             let Some(last) = page.last().map(|e| e.sequence) else {
                 return Ok(());
             };
+            let page: Vec<Arc<FeedEvent>> = page.into_iter().map(Arc::new).collect();
             {
                 let mut ring = self
                     .ring
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for event in page {
+                for event in &page {
                     if ring.events.len() == RING {
                         if let Some(old) = ring.events.pop_front() {
                             ring.from = old.sequence;
                         }
                     }
-                    ring.events.push_back(Arc::new(event));
+                    ring.events.push_back(event.clone());
                 }
                 ring.to = last;
             }
-            self.position.send_replace(last);
+            // After the ring holds the batch, so whoever is woken finds it there.
+            self.audiences.judge(&page, &self.grants());
             if !full {
                 return Ok(());
             }
