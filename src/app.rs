@@ -26,24 +26,27 @@ use tower_http::trace::TraceLayer;
 use crate::approvals::feed::RequestFeed;
 use crate::auth::JwtVerifier;
 use crate::config::Config;
+use crate::db;
 use crate::demo::{self, Seeded};
 use crate::events::bus::EventBus;
 pub use crate::graphql::AppState;
 use crate::graphql::{self, graphiql, handlers};
+use crate::jobs::Jobs;
 use crate::kernel::Clock;
 use crate::telemetry::{self, Metrics};
-use crate::{db, jobs};
 
 /// The largest request body accepted: a 64 KiB payload plus the rest of an operation.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long open connections (WebSockets included) get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long background jobs get to finish their current round after that.
+const JOBS_GRACE: Duration = Duration::from_secs(5);
 
 pub struct App {
     listener: TcpListener,
     router: Router,
     bus: Arc<EventBus>,
-    jobs: Vec<tokio::task::JoinHandle<()>>,
+    jobs: Option<Jobs>,
     db: DatabaseConnection,
     local_addr: SocketAddr,
     seeded: Seeded,
@@ -92,15 +95,19 @@ impl App {
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
 
-        let config_expiry_sweep = config.expiry_sweep;
         let background_jobs = config.background_jobs;
         let bus = EventBus::new(db.clone());
         bus.start(&config.database_url, background_jobs).await;
         let feed = RequestFeed::start(db.clone(), &bus)
             .await
             .map_err(|err| anyhow::anyhow!("starting the request feed: {err:?}"))?;
+        let jobs = if background_jobs {
+            Some(Jobs::start(&db, &bus, &clock, &config, &metrics)?)
+        } else {
+            None
+        };
         let state = AppState {
-            schema: graphql::build_schema(db.clone(), bus.clone(), feed, clock.clone()),
+            schema: graphql::build_schema(db.clone(), bus.clone(), feed, clock.clone(), &config),
             clock: clock.clone(),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),
@@ -108,15 +115,6 @@ impl App {
             metrics,
             db: db.clone(),
         };
-        let mut jobs = Vec::new();
-        if background_jobs {
-            jobs.push(jobs::start_expiry(
-                db.clone(),
-                bus.clone(),
-                clock,
-                config_expiry_sweep,
-            ));
-        }
         Ok(Self {
             listener,
             router: router(state),
@@ -161,8 +159,8 @@ impl App {
                 }
             }
         }
-        for job in &self.jobs {
-            job.abort();
+        if let Some(jobs) = self.jobs {
+            jobs.stop(JOBS_GRACE).await;
         }
         self.bus.stop();
         self.db.close().await.context("closing the database pool")?;
@@ -220,8 +218,21 @@ impl MakeRequestId for RequestIdV7 {
     }
 }
 
-/// Prometheus text exposition of this process's metrics.
+/// Prometheus text exposition of this process's metrics. The queue and backlog gauges
+/// are read at scrape time (`operations::read`): a failed read leaves them as they were
+/// and is logged, so the counters are still served.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = state.clock.now();
+    match crate::operations::read(&state.db, now).await {
+        Ok(overview) => crate::operations::export(&overview, &state.metrics, now),
+        Err(err) => {
+            tracing::warn!(
+                code = err.code(),
+                "metrics: could not read the operations overview"
+            );
+            err.log_if_internal();
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

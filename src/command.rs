@@ -95,7 +95,9 @@ pub async fn run<C: Command>(
     )?;
     let result = crate::write_transaction!(db, |txn| {
         if let Some(key) = &key {
-            if let Claim::Replay(stored) = idempotency::claim(txn, key, ctx.now()).await? {
+            if let Claim::Replay(stored) =
+                idempotency::claim(txn, key, ctx.now(), ctx.key_retention.0).await?
+            {
                 let output = command.replay(txn, ctx, &stored).await?;
                 return Ok(Ran {
                     output,

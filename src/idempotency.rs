@@ -15,8 +15,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-/// How long a key replays its outcome.
-pub const RETENTION: Duration = Duration::hours(24);
 const MAX_KEY_CHARS: usize = 255;
 
 /// An idempotency key as presented with one command.
@@ -73,6 +71,7 @@ pub async fn claim(
     txn: &DatabaseTransaction,
     key: &CommandKey,
     now: DateTime<Utc>,
+    retention: Duration,
 ) -> Result<Claim, AppError> {
     let existing = idempotency_key::Entity::find_by_id((key.actor.clone(), key.key.clone()))
         .one(txn)
@@ -102,7 +101,7 @@ pub async fn claim(
         state: Set("IN_PROGRESS".into()),
         response: Set(None),
         created_at: Set(now),
-        expires_at: Set(now + RETENTION),
+        expires_at: Set(now + retention),
     }
     .insert(txn)
     .await;

@@ -19,7 +19,11 @@
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`access`]: the one place that decides who may see, decide or change what.
 //! - [`idempotency`]: exactly-once commands with per-actor idempotency keys.
-//! - [`jobs`]: background work every replica runs (the expiry sweeper).
+//! - [`jobs`]: background work every replica runs (expiry, the webhook relay, purges).
+//! - [`webhooks`]: endpoints, the delivery ledger, the relay, signatures, where webhooks
+//!   may go.
+//! - [`operations`]: what is stuck, at a glance (`operationsOverview`, the same numbers
+//!   on `/metrics`).
 //! - [`demo`]: the demo policies, permissions and personas.
 //! - [`kernel`]: the bottom layer — clock, identity, command context.
 //! - [`error`]: the one `AppError` the API speaks, mapped to `extensions.code`.
@@ -44,4 +48,6 @@ pub mod graphql;
 pub mod idempotency;
 pub mod jobs;
 pub mod kernel;
+pub mod operations;
 pub mod telemetry;
+pub mod webhooks;

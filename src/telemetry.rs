@@ -56,33 +56,103 @@ pub struct Metrics {
     pub db_statements: metrics::Counter,
     /// SQL statements per GraphQL operation over HTTP (admission check included).
     pub operation_statements: metrics::Histogram,
-    _recorder: PrometheusRecorder,
+    /// Webhook attempts by outcome: delivered, failed (will retry), dead_lettered.
+    webhook_attempts: [(&'static str, metrics::Counter); 3],
+    /// Label values a per-scrape gauge has carried, so one that disappears reads 0.
+    seen_labels: std::sync::Mutex<std::collections::BTreeSet<(&'static str, String)>>,
+    recorder: PrometheusRecorder,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let (db_statements, operation_statements) = metrics::with_local_recorder(&recorder, || {
-            metrics::describe_counter!(
-                "countersign_db_statements_total",
-                "SQL statements executed, transactions included"
-            );
-            metrics::describe_histogram!(
-                "countersign_operation_statements",
-                "SQL statements per GraphQL operation over HTTP"
-            );
-            (
-                metrics::counter!("countersign_db_statements_total"),
-                metrics::histogram!("countersign_operation_statements"),
-            )
-        });
+        let (db_statements, operation_statements, webhook_attempts) =
+            metrics::with_local_recorder(&recorder, || {
+                metrics::describe_counter!(
+                    "countersign_db_statements_total",
+                    "SQL statements executed, transactions included"
+                );
+                metrics::describe_histogram!(
+                    "countersign_operation_statements",
+                    "SQL statements per GraphQL operation over HTTP"
+                );
+                metrics::describe_counter!(
+                    "countersign_webhook_attempts_total",
+                    "Webhook delivery attempts by outcome (delivered, failed, dead_lettered)"
+                );
+                let attempts = ["delivered", "failed", "dead_lettered"].map(|outcome| {
+                (
+                    outcome,
+                    metrics::counter!("countersign_webhook_attempts_total", "outcome" => outcome),
+                )
+            });
+                (
+                    metrics::counter!("countersign_db_statements_total"),
+                    metrics::histogram!("countersign_operation_statements"),
+                    attempts,
+                )
+            });
         Self {
             handle,
             db_statements,
             operation_statements,
-            _recorder: recorder,
+            webhook_attempts,
+            seen_labels: std::sync::Mutex::default(),
+            recorder,
         }
+    }
+
+    /// One webhook attempt ended this way.
+    pub fn webhook_attempt(&self, outcome: &str) {
+        if let Some((_, counter)) = self.webhook_attempts.iter().find(|(o, _)| *o == outcome) {
+            counter.increment(1);
+        }
+    }
+
+    /// Adds one to a counter whose labels are bounded (job names, outcomes).
+    pub fn increment(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(key, value)| metrics::Label::new(*key, *value))
+            .collect();
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!(name, labels).increment(1)
+        });
+    }
+
+    /// Sets a gauge with bounded labels to `value`.
+    pub fn set(&self, name: &'static str, labels: &[(&'static str, &'static str)], value: f64) {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(key, value)| metrics::Label::new(*key, *value))
+            .collect();
+        metrics::with_local_recorder(&self.recorder, || metrics::gauge!(name, labels).set(value));
+    }
+
+    /// Sets a gauge computed at scrape time.
+    pub fn gauge(&self, name: &'static str, value: f64) {
+        metrics::with_local_recorder(&self.recorder, || metrics::gauge!(name).set(value));
+    }
+
+    /// Sets a gauge per value of `label` (bounded: policy keys, say) at scrape time; a
+    /// value set before and absent now reads 0.
+    pub fn gauges_by(&self, name: &'static str, label: &'static str, values: &[(String, f64)]) {
+        let mut seen = self
+            .seen_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        metrics::with_local_recorder(&self.recorder, || {
+            for (_, key) in seen.iter().filter(|(n, _)| *n == name) {
+                if !values.iter().any(|(v, _)| v == key) {
+                    metrics::gauge!(name, label => key.clone()).set(0.0);
+                }
+            }
+            for (key, value) in values {
+                metrics::gauge!(name, label => key.clone()).set(*value);
+            }
+        });
+        seen.extend(values.iter().map(|(key, _)| (name, key.clone())));
     }
 
     /// The Prometheus text exposition.

@@ -13,4 +13,5 @@ pub mod policy_stage;
 pub mod request;
 pub mod role_permission;
 pub mod user;
+pub mod webhook_delivery;
 pub mod webhook_endpoint;

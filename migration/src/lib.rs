@@ -11,6 +11,7 @@ mod m20261123_000002_audit_append_only;
 mod m20261123_000003_stage_thresholds_per_currency;
 mod m20261123_000004_audit_no_replace;
 mod m20261123_000005_queue_index;
+mod m20261201_000006_webhook_deliveries;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_stage_thresholds_per_currency::Migration),
             Box::new(m20261123_000004_audit_no_replace::Migration),
             Box::new(m20261123_000005_queue_index::Migration),
+            Box::new(m20261201_000006_webhook_deliveries::Migration),
         ]
     }
 }

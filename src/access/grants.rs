@@ -67,6 +67,19 @@ pub async fn authorize_read(
     Ok(grants)
 }
 
+/// Operations oversight (webhooks and their deliveries, `operationsOverview`): admins
+/// (`access.manage`) and auditors (`audit.read`) may look; neither grant alone is needed.
+pub async fn authorize_oversight(ctx: &Context<'_>, viewer: &Viewer) -> Result<(), AppError> {
+    let grants = operation_grants(ctx, viewer).await?;
+    if grants.allows(Action::AccessManage, None) || grants.allows(Action::AuditRead, None) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "operations oversight is for admins (access.manage) and auditors (audit.read)".into(),
+        ))
+    }
+}
+
 /// One grant from its stored form; `None` for an action this version does not know.
 pub fn grant_of(action: &str, policy: Option<String>) -> Option<Grant> {
     Some(Grant {

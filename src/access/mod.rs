@@ -19,6 +19,7 @@ pub mod model;
 pub mod requests;
 
 pub use grants::{
-    OperationGrants, authorize, authorize_read, grant_of, grants_for, operation_grants,
+    OperationGrants, authorize, authorize_oversight, authorize_read, grant_of, grants_for,
+    operation_grants,
 };
 pub use model::{Action, Grant, Grants, Scope};

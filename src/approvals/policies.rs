@@ -54,7 +54,8 @@ pub struct UpsertPolicyInput {
 
 const MAX_STAGES: usize = 10;
 const MAX_REQUIRED_APPROVALS: i32 = 20;
-const MIN_EXPIRY_SECONDS: i64 = 60;
+// Any positive deadline: the sweeper runs every second by default, so two seconds work.
+const MIN_EXPIRY_SECONDS: i64 = 1;
 const MAX_EXPIRY_SECONDS: i64 = 366 * 24 * 3600;
 
 fn validate_policy(input: &UpsertPolicyInput) -> Result<Vec<StageDefinition>, AppError> {

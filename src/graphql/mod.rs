@@ -26,8 +26,11 @@ use crate::auth::graphql::AuthQuery;
 use crate::config::Config;
 use crate::error::ensure_code;
 use crate::events::bus::EventBus;
-use crate::kernel::{Clock, Identity};
+use crate::kernel::{Clock, Identity, KeyRetention};
+use crate::operations::graphql::OperationsQuery;
 use crate::telemetry::Metrics;
+use crate::webhooks::graphql::{WebhooksMutation, WebhooksQuery};
+use crate::webhooks::guard::Destinations;
 
 /// Operation limits: generous for the console, bounded for everyone.
 /// The depth leaves one level above what GraphiQL's own introspection query needs (15);
@@ -42,10 +45,17 @@ pub const MAX_DIRECTIVES: usize = 16;
 const _: () = assert!(2 * crate::audit::graphql::VERIFY_CHAIN_COST > MAX_COMPLEXITY);
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, ApprovalsQuery, AdminQuery, AuditQuery);
+pub struct Query(
+    AuthQuery,
+    ApprovalsQuery,
+    AdminQuery,
+    AuditQuery,
+    WebhooksQuery,
+    OperationsQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(ApprovalsMutation, AdminMutation);
+pub struct Mutation(ApprovalsMutation, AdminMutation, WebhooksMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(ApprovalsSubscription);
@@ -75,12 +85,18 @@ pub fn build_schema(
     bus: Arc<EventBus>,
     feed: Arc<RequestFeed>,
     clock: Clock,
+    config: &Config,
 ) -> CountersignSchema {
     schema_builder()
         .data(db)
         .data(bus)
         .data(feed)
         .data(clock)
+        .data(Destinations::new(&config.webhooks))
+        .data(KeyRetention(
+            chrono::Duration::from_std(config.jobs.idempotency_retention)
+                .unwrap_or_else(|_| KeyRetention::default().0),
+        ))
         .finish()
 }
 

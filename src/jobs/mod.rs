@@ -1,52 +1,184 @@
-//! Background jobs every replica runs. Each is safe with several replicas at once: work is
-//! claimed by guarded updates, so two replicas never do the same thing twice.
+//! Background jobs every replica runs. Each is safe with several replicas at once (work is
+//! claimed by guarded updates or `SKIP LOCKED`), so two replicas never do the same thing
+//! twice, and each stops at a safe point on shutdown: between two rounds, never inside a
+//! transaction.
 //!
 //! - expiry: pending requests past `expires_at` become EXPIRED (actor `system`).
+//! - webhooks: the relay (`webhooks::relay`) dispatches the outbox and delivers.
+//! - purges: expired idempotency keys; dispatched outbox entries past their retention,
+//!   with their delivered webhooks (dead letters stay until replayed).
 
+mod purge;
+
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::approvals::expire::{due_for_expiry, expire};
-use crate::events::bus::EventBus;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::events::bus::{BusEvent, EventBus};
 use crate::kernel::Clock;
+use crate::telemetry::Metrics;
+use crate::webhooks::relay::Relay;
 
 /// Requests expired per sweep at most; the next sweep takes the rest.
 const EXPIRY_BATCH: u64 = 100;
 
-/// Starts the expiry sweeper; abort the handle to stop it.
-pub fn start_expiry(
+/// The running jobs of one replica.
+pub struct Jobs {
+    stop: watch::Sender<bool>,
+    handles: Vec<(&'static str, JoinHandle<()>)>,
+    metrics: Arc<Metrics>,
+}
+
+impl Jobs {
+    pub fn start(
+        db: &DatabaseConnection,
+        bus: &Arc<EventBus>,
+        clock: &Clock,
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let (stop, _) = watch::channel(false);
+        let mut jobs = Self {
+            stop,
+            handles: Vec::new(),
+            metrics: metrics.clone(),
+        };
+        let (db2, bus2, clock2) = (db.clone(), bus.clone(), clock.clone());
+        jobs.every("expiry", config.expiry_sweep, None, move || {
+            sweep_expired(db2.clone(), bus2.clone(), clock2.clone())
+        });
+        let relay = Arc::new(Relay::new(
+            db.clone(),
+            clock.clone(),
+            config.webhooks.clone(),
+            metrics.clone(),
+        )?);
+        jobs.every("webhooks", config.jobs.webhook_poll, Some(bus), move || {
+            let relay = relay.clone();
+            async move { relay.run_once().await.map(|_| ()) }
+        });
+        let (db3, clock3) = (db.clone(), clock.clone());
+        let retention = config.jobs.outbox_retention;
+        jobs.every("purge", config.jobs.purge_every, None, move || {
+            purge::run(db3.clone(), clock3.clone(), retention)
+        });
+        Ok(jobs)
+    }
+
+    /// Runs `round` every `period`, and at once when `wake_on` announces new audit events.
+    fn every<F, Fut>(
+        &mut self,
+        name: &'static str,
+        period: Duration,
+        wake_on: Option<&Arc<EventBus>>,
+        round: F,
+    ) where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), AppError>> + Send,
+    {
+        let mut stop = self.stop.subscribe();
+        let metrics = self.metrics.clone();
+        let mut wake = wake_on.map(|bus| bus.subscribe());
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = ticker.tick() => {}
+                    Some(()) = woken(&mut wake) => {}
+                }
+                match round().await {
+                    Ok(()) => {
+                        metrics.increment(
+                            "countersign_job_runs_total",
+                            &[("job", name), ("outcome", "ok")],
+                        );
+                        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+                        metrics.set(
+                            "countersign_job_last_success_timestamp_seconds",
+                            &[("job", name)],
+                            now,
+                        );
+                    }
+                    Err(err) => {
+                        metrics.increment(
+                            "countersign_job_runs_total",
+                            &[("job", name), ("outcome", "failed")],
+                        );
+                        tracing::warn!(
+                            job = name,
+                            code = err.code(),
+                            "background job round failed"
+                        );
+                        err.log_if_internal();
+                    }
+                }
+            }
+        });
+        self.handles.push((name, handle));
+    }
+
+    /// Asks every job to stop after its current round and waits up to `grace` for them;
+    /// a job still busy then is aborted (a webhook attempt cut short is retried once its
+    /// claim's lease runs out).
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        for (name, mut handle) in self.handles {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(job = name, "job still busy at shutdown; aborted");
+                handle.abort();
+            }
+        }
+    }
+}
+
+/// The next announcement of new audit events, or never when not listening.
+async fn woken(wake: &mut Option<tokio::sync::broadcast::Receiver<BusEvent>>) -> Option<()> {
+    let Some(receiver) = wake else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(BusEvent::AuditAppended) => return Some(()),
+            Ok(_) => {}
+            // Missed some: something happened, so run.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some(()),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+async fn sweep_expired(
     db: DatabaseConnection,
     bus: Arc<EventBus>,
     clock: Clock,
-    every: Duration,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let due = match due_for_expiry(&db, clock.now(), EXPIRY_BATCH).await {
-                Ok(due) => due,
-                Err(err) => {
-                    err.log_if_internal();
-                    continue;
-                }
-            };
-            let mut expired = 0;
-            for id in due {
-                match expire(&db, &clock, id).await {
-                    Ok(Some(_)) => expired += 1,
-                    Ok(None) => {}
-                    Err(err) => err.log_if_internal(),
-                }
-            }
-            if expired > 0 {
-                tracing::info!(expired, "expired pending requests");
-                bus.audit_appended();
-            }
+) -> Result<(), AppError> {
+    let due = due_for_expiry(&db, clock.now(), EXPIRY_BATCH).await?;
+    let mut expired = 0;
+    for id in due {
+        match expire(&db, &clock, id).await {
+            Ok(Some(_)) => expired += 1,
+            Ok(None) => {}
+            Err(err) => err.log_if_internal(),
         }
-    })
+    }
+    if expired > 0 {
+        tracing::info!(expired, "expired pending requests");
+        bus.audit_appended();
+    }
+    Ok(())
 }

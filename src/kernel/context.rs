@@ -16,6 +16,19 @@ pub struct CommandContext {
     /// The client's idempotency key, as sent; the command pipeline scopes and checks it.
     pub idempotency_key: Option<String>,
     pub clock: Clock,
+    /// How long the key replays this command's outcome.
+    pub key_retention: KeyRetention,
+}
+
+/// How long an idempotency key replays its outcome (`COUNTERSIGN_IDEMPOTENCY_RETENTION`);
+/// the purge job deletes keys past it. Schema data, so every mutation reads the same.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRetention(pub chrono::Duration);
+
+impl Default for KeyRetention {
+    fn default() -> Self {
+        Self(chrono::Duration::hours(24))
+    }
 }
 
 impl CommandContext {
@@ -26,6 +39,7 @@ impl CommandContext {
             correlation_id: None,
             idempotency_key: None,
             clock,
+            key_retention: KeyRetention::default(),
         }
     }
 

@@ -16,6 +16,6 @@ pub mod resolver;
 pub mod timestamp;
 
 pub use clock::Clock;
-pub use context::{CommandContext, NewEvent};
+pub use context::{CommandContext, KeyRetention, NewEvent};
 pub use identity::{Identity, SYSTEM, Viewer};
 pub use timestamp::Timestamp;

@@ -5,7 +5,7 @@ use async_graphql::Context;
 use sea_orm::DatabaseConnection;
 
 use super::clock::Clock;
-use super::context::CommandContext;
+use super::context::{CommandContext, KeyRetention};
 use super::identity::{Identity, Viewer};
 use crate::error::AppError;
 
@@ -43,6 +43,7 @@ pub fn command_context(
         correlation_id: ctx.data_opt::<Correlation>().and_then(|c| c.0.clone()),
         idempotency_key,
         clock: clock(ctx),
+        key_retention: ctx.data_opt::<KeyRetention>().copied().unwrap_or_default(),
     })
 }
 

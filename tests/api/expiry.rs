@@ -96,3 +96,41 @@ postgres_tests! {
         assert_eq!(expiries, 1, "{expired}");
     }
 }
+
+backend_tests! {
+    async fn a_policy_with_a_two_second_expiry_expires_its_request_and_announces_it(backend) {
+        // The default sweep (one second), not the tests' faster one: what production does.
+        let app = spawn_app_with(backend, |config| {
+            config.expiry_sweep = countersign::config::DEFAULT_EXPIRY_SWEEP;
+        })
+        .await;
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { expiresAfterSeconds } } }";
+        let saved = app.graphql_as(Persona::Grace, upsert, json!({ "input": {
+            "key": "refund", "name": "Refund", "expiresAfterSeconds": 2,
+            "stages": [{ "name": "Finance review", "approverRoles": ["finance"], "requiredApprovals": 1 }],
+        }})).await;
+        assert_eq!(saved.expect_ok()["upsertPolicy"]["policy"]["expiresAfterSeconds"], 2);
+        let mut frank = crate::subscriptions::subscribe(&app, &app.token_for(Persona::Frank), Some("0"), json!(null)).await;
+        let request = submit(&app, Persona::Alice, refund("20.00")).await;
+        let filed = std::time::Instant::now();
+
+        let pushed = loop {
+            let event = crate::subscriptions::next_event(&mut frank, crate::subscriptions::WITHIN)
+                .await
+                .expect("the expiry is pushed");
+            if event["kind"] == "EXPIRED" {
+                break event;
+            }
+        };
+        assert_eq!(pushed["request"]["id"], request["id"]);
+        assert_eq!(pushed["actor"]["subject"], "system");
+        // Two seconds, plus at most one sweep, plus a busy machine's slack.
+        assert!(filed.elapsed() < Duration::from_secs(8), "expired after {:?}", filed.elapsed());
+        let seen = request_as(&app, &app.token_for(Persona::Alice), &request["id"]).await;
+        assert_eq!(seen["status"], "EXPIRED");
+        let trail = seen["auditTrail"].as_array().unwrap();
+        assert_eq!(trail.last().unwrap()["action"], "request.expired");
+        let late = approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await;
+        assert_eq!(late.error_code(), Some("INVALID_TRANSITION"));
+    }
+}

@@ -187,6 +187,17 @@ pub fn test_config(database_url: &str) -> Config {
         max_aliases: countersign::config::DEFAULT_MAX_ALIASES,
         max_fields: countersign::config::DEFAULT_MAX_FIELDS,
         ws_send_timeout: countersign::config::DEFAULT_WS_SEND_TIMEOUT,
+        // Retries within a test's patience.
+        webhooks: countersign::config::WebhookConfig {
+            backoff: std::time::Duration::from_millis(50),
+            backoff_max: std::time::Duration::from_millis(400),
+            timeout: std::time::Duration::from_secs(3),
+            ..countersign::config::WebhookConfig::defaults(Environment::Development)
+        },
+        jobs: countersign::config::JobsConfig {
+            webhook_poll: std::time::Duration::from_millis(100),
+            ..Default::default()
+        },
     }
 }
 
@@ -321,6 +332,20 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
 /// A second server on the same database: another replica, as behind a load balancer.
 pub async fn spawn_replica(of: &TestApp) -> TestApp {
     spawn_replica_at(of, &of.database_url).await
+}
+
+/// A replica with its own configuration, adjusted by `configure`.
+pub async fn spawn_replica_with(of: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&of.database_url);
+    configure(&mut config);
+    let address = start(config, of.clock.clone()).await;
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url: of.database_url.clone(),
+        clock: of.clock.clone(),
+        _database: None,
+    }
 }
 
 /// A replica reaching the same database through another URL (another role, say).

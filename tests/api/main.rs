@@ -27,6 +27,7 @@ mod permissions;
 mod queries;
 mod schema;
 mod subscriptions;
+mod webhooks;
 mod websocket;
 
 fn main() -> std::process::ExitCode {

@@ -30,7 +30,7 @@ const EVENTS: &str = "subscription($after: String, $filter: RequestEventFilter) 
     requestEvents(after: $after, filter: $filter) {
         cursor kind occurredAt actor { subject } request { id status version title } } }";
 
-async fn subscribe(app: &TestApp, token: &str, after: Option<&str>, filter: Value) -> Socket {
+pub async fn subscribe(app: &TestApp, token: &str, after: Option<&str>, filter: Value) -> Socket {
     let mut socket = connect_as(app, token).await;
     send(
         &mut socket,

@@ -64,6 +64,25 @@ impl RequestEventKind {
         ("request.expired", Self::Expired),
     ];
 
+    /// The name the outbox and webhooks carry (`APPROVED`, …), as in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "SUBMITTED",
+            Self::StageApproved => "STAGE_APPROVED",
+            Self::Approved => "APPROVED",
+            Self::Rejected => "REJECTED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ACTIONS
+            .iter()
+            .map(|(_, kind)| *kind)
+            .find(|kind| kind.as_str() == name)
+    }
+
     fn of_action(action: &str) -> Option<Self> {
         Self::ACTIONS
             .iter()

@@ -11,6 +11,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod operations;
+
+pub use operations::{JobsConfig, WebhookConfig};
+
 use anyhow::{Context, bail};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
@@ -55,6 +59,10 @@ pub struct Config {
     /// How long a WebSocket client may leave a full outbox unread before it is
     /// disconnected with 4420 (`COUNTERSIGN_WS_SEND_TIMEOUT`).
     pub ws_send_timeout: Duration,
+    /// Webhook delivery (`COUNTERSIGN_WEBHOOK_*`).
+    pub webhooks: WebhookConfig,
+    /// The background jobs' cadence and retentions.
+    pub jobs: JobsConfig,
 }
 
 /// Generous for the console and GraphiQL's introspection (no aliases, ~60 fields); far
@@ -107,7 +115,7 @@ pub struct JwtConfig {
 
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(30);
-pub const DEFAULT_EXPIRY_SWEEP: Duration = Duration::from_secs(10);
+pub const DEFAULT_EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
@@ -152,6 +160,8 @@ impl fmt::Debug for Config {
             .field("max_aliases", &self.max_aliases)
             .field("max_fields", &self.max_fields)
             .field("ws_send_timeout", &self.ws_send_timeout)
+            .field("webhooks", &self.webhooks)
+            .field("jobs", &self.jobs)
             .finish()
     }
 }
@@ -293,35 +303,14 @@ impl Config {
                 );
             }
         }
-        let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-            match var(name) {
-                None => Ok(default),
-                Some(text) => humantime::parse_duration(&text)
-                    .with_context(|| format!("{name} must be a duration such as 12h or 30s")),
-            }
-        };
+        let vars = operations::Vars(&var);
+        let duration = |name: &str, default: Duration| vars.duration(name, default);
         let max_lifetime = duration("COUNTERSIGN_JWT_MAX_LIFETIME", DEFAULT_MAX_TOKEN_LIFETIME)?;
         let jwks_refresh = duration("COUNTERSIGN_JWT_JWKS_REFRESH", DEFAULT_JWKS_REFRESH)?;
         let expiry_sweep = duration("COUNTERSIGN_EXPIRY_SWEEP", DEFAULT_EXPIRY_SWEEP)?;
-        if expiry_sweep.is_zero() {
-            bail!("COUNTERSIGN_EXPIRY_SWEEP must be longer than zero");
-        }
         let ws_send_timeout = duration("COUNTERSIGN_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT)?;
-        if ws_send_timeout.is_zero() {
-            bail!("COUNTERSIGN_WS_SEND_TIMEOUT must be longer than zero");
-        }
 
-        let count = |name: &str, default: usize| -> anyhow::Result<usize> {
-            match var(name) {
-                None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .with_context(|| format!("{name} must be a whole number above zero")),
-            }
-        };
+        let count = |name: &str, default: usize| vars.count(name, default);
         let max_aliases = count("COUNTERSIGN_MAX_ALIASES", DEFAULT_MAX_ALIASES)?;
         let max_fields = count("COUNTERSIGN_MAX_FIELDS", DEFAULT_MAX_FIELDS)?;
 
@@ -364,6 +353,8 @@ impl Config {
             max_aliases,
             max_fields,
             ws_send_timeout,
+            webhooks: operations::webhooks(&vars, environment)?,
+            jobs: operations::jobs(&vars)?,
         })
     }
 

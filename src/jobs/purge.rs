@@ -1,0 +1,93 @@
+//! Purges: what has served its purpose goes, in small batches so no transaction holds
+//! locks for long. Several replicas may purge at once; a row deleted twice is deleted
+//! once.
+
+use std::time::Duration;
+
+use entity::{idempotency_key, outbox_entry, webhook_delivery};
+use sea_orm::sea_query::Query;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::kernel::Clock;
+use crate::webhooks::deliveries::{DELIVERED, PENDING};
+
+const BATCH: u64 = 1000;
+
+pub async fn run(
+    db: DatabaseConnection,
+    clock: Clock,
+    outbox_retention: Duration,
+) -> Result<(), AppError> {
+    let keys = idempotency_keys(&db, &clock).await?;
+    let entries = outbox(&db, &clock, outbox_retention).await?;
+    if keys + entries > 0 {
+        tracing::info!(idempotency_keys = keys, outbox_entries = entries, "purged");
+    }
+    Ok(())
+}
+
+/// Keys past their replay window: a retry with one of them now runs as new. One
+/// statement along the `expires_at` index; the next run takes whatever arrives meanwhile.
+async fn idempotency_keys(db: &DatabaseConnection, clock: &Clock) -> Result<u64, AppError> {
+    let now = clock.now();
+    crate::write_transaction!(db, |txn| {
+        Ok(idempotency_key::Entity::delete_many()
+            .filter(idempotency_key::Column::ExpiresAt.lte(now))
+            .exec(txn)
+            .await?
+            .rows_affected)
+    })
+}
+
+/// Outbox entries dispatched longer ago than the retention whose every delivery
+/// succeeded, with those deliveries. An entry with a pending or dead delivery stays.
+async fn outbox(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    retention: Duration,
+) -> Result<u64, AppError> {
+    let cutoff = clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();
+    let mut purged = 0;
+    loop {
+        let done = crate::write_transaction!(db, |txn| {
+            let old: Vec<Uuid> = outbox_entry::Entity::find()
+                .select_only()
+                .column(outbox_entry::Column::Id)
+                .filter(outbox_entry::Column::State.eq(DELIVERED))
+                .filter(outbox_entry::Column::CreatedAt.lt(cutoff))
+                .filter(
+                    outbox_entry::Column::Id.not_in_subquery(
+                        Query::select()
+                            .column(webhook_delivery::Column::OutboxId)
+                            .from(webhook_delivery::Entity)
+                            .and_where(webhook_delivery::Column::State.ne(DELIVERED))
+                            .to_owned(),
+                    ),
+                )
+                .limit(BATCH)
+                .into_tuple()
+                .all(txn)
+                .await?;
+            if old.is_empty() {
+                return Ok((0, 0));
+            }
+            webhook_delivery::Entity::delete_many()
+                .filter(webhook_delivery::Column::OutboxId.is_in(old.clone()))
+                .exec(txn)
+                .await?;
+            let deleted = outbox_entry::Entity::delete_many()
+                .filter(outbox_entry::Column::Id.is_in(old.clone()))
+                .filter(outbox_entry::Column::State.ne(PENDING))
+                .exec(txn)
+                .await?
+                .rows_affected;
+            Ok((old.len() as u64, deleted))
+        })?;
+        purged += done.1;
+        if done.0 < BATCH {
+            return Ok(purged);
+        }
+    }
+}
