@@ -44,6 +44,7 @@ const JOBS_GRACE: Duration = Duration::from_secs(5);
 
 pub struct App {
     listener: TcpListener,
+    draining: tokio::sync::watch::Sender<bool>,
     router: Router,
     bus: Arc<EventBus>,
     jobs: Option<Jobs>,
@@ -106,7 +107,10 @@ impl App {
         } else {
             None
         };
+        let (draining, draining_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
+            throttle: Arc::new(crate::graphql::throttle::Throttle::new(&config.limits)),
+            draining: draining_rx,
             schema: graphql::build_schema(db.clone(), bus.clone(), feed, clock.clone(), &config),
             clock: clock.clone(),
             bus: bus.clone(),
@@ -117,6 +121,7 @@ impl App {
         };
         Ok(Self {
             listener,
+            draining,
             router: router(state),
             jobs,
             bus,
@@ -142,7 +147,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let draining = self.draining;
+        let server = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             })
@@ -152,6 +161,9 @@ impl App {
             result = &mut server => result.context("serving HTTP")?,
             () = shutdown => {
                 tracing::info!("shutting down");
+                // Stop accepting; open WebSockets close with 1001 and in-flight requests
+                // finish, within the grace period.
+                let _ = draining.send(true);
                 let _ = stop_tx.send(true);
                 match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                     Ok(result) => result.context("serving HTTP")?,

@@ -38,6 +38,10 @@ pub enum AppError {
     IdempotencyKeyInUse,
     /// RATE_LIMITED: too many requests for this identity. Retry later.
     RateLimited,
+    /// TIMEOUT: the operation ran past `COUNTERSIGN_REQUEST_TIMEOUT` and was stopped (a
+    /// command's transaction rolled back unless it had committed). Retry with the same
+    /// idempotency key: a command that did commit replays instead of running twice.
+    Timeout,
     /// QUERY_REJECTED: the operation exceeds a limit (depth, complexity, size).
     QueryRejected(String),
     /// INTERNAL: anything else. Logged with its cause chain, masked for the client.
@@ -71,6 +75,7 @@ impl AppError {
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
             Self::RateLimited => "RATE_LIMITED",
+            Self::Timeout => "TIMEOUT",
             Self::QueryRejected(_) => "QUERY_REJECTED",
             Self::Internal(_) => "INTERNAL",
             Self::Concealed { answer, .. } => answer.code(),
@@ -84,7 +89,11 @@ impl AppError {
         }
         matches!(
             self,
-            Self::Conflict(_) | Self::IdempotencyKeyInUse | Self::RateLimited | Self::Internal(_)
+            Self::Conflict(_)
+                | Self::IdempotencyKeyInUse
+                | Self::RateLimited
+                | Self::Timeout
+                | Self::Internal(_)
         )
     }
 
@@ -105,6 +114,9 @@ impl AppError {
                 "a command with this idempotency key is still executing".into()
             }
             Self::RateLimited => "too many requests; slow down and retry".into(),
+            Self::Timeout => {
+                "the operation ran past the server's time limit and was stopped; retry with the same idempotency key".into()
+            }
             Self::Internal(_) => "internal error".into(),
             Self::Concealed { answer, .. } => answer.client_message(),
         }
@@ -270,6 +282,7 @@ mod tests {
                 true,
             ),
             (AppError::RateLimited, "RATE_LIMITED", true),
+            (AppError::Timeout, "TIMEOUT", true),
             (AppError::QueryRejected("x".into()), "QUERY_REJECTED", false),
         ];
         for (err, code, retryable) in table {

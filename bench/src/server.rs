@@ -224,10 +224,20 @@ impl Server {
         } else {
             "warn"
         };
-        let child = Command::new(binary)
-            .arg("serve")
-            .env_clear()
+        let mut command = Command::new(binary);
+        command.arg("serve").env_clear();
+        // Allocator tuning passes through, so its effect can be measured.
+        for (key, value) in std::env::vars().filter(|(key, _)| key.starts_with("MIMALLOC_")) {
+            command.env(key, value);
+        }
+        let child = command
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // One token drives thousands of requests a second here; the per-subject limit
+            // protects production from exactly that.
+            .env("COUNTERSIGN_RATE_LIMIT", "1000000")
+            .env("COUNTERSIGN_ANONYMOUS_RATE_LIMIT", "1000000")
+            // The fan-out holds 10,000 sockets for one clerk's token.
+            .env("COUNTERSIGN_MAX_CONNECTIONS_PER_SUBJECT", "1000000")
             .env("DATABASE_URL", &database.url)
             .env("COUNTERSIGN_BIND", format!("127.0.0.1:{port}"))
             .env("COUNTERSIGN_JWT_SECRET", SECRET)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 mod operations;
 
-pub use operations::{JobsConfig, WebhookConfig};
+pub use operations::{JobsConfig, LimitsConfig, WebhookConfig};
 
 use anyhow::{Context, bail};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -63,6 +63,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// The background jobs' cadence and retentions.
     pub jobs: JobsConfig,
+    /// Rate limits, the request timeout, connection caps, introspection.
+    pub limits: LimitsConfig,
 }
 
 /// Generous for the console and GraphiQL's introspection (no aliases, ~60 fields); far
@@ -162,6 +164,7 @@ impl fmt::Debug for Config {
             .field("ws_send_timeout", &self.ws_send_timeout)
             .field("webhooks", &self.webhooks)
             .field("jobs", &self.jobs)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -355,6 +358,7 @@ impl Config {
             ws_send_timeout,
             webhooks: operations::webhooks(&vars, environment)?,
             jobs: operations::jobs(&vars)?,
+            limits: operations::limits(&vars, environment)?,
         })
     }
 

@@ -184,3 +184,70 @@ impl Default for JobsConfig {
         }
     }
 }
+
+/// Limits that protect the service from one caller (`COUNTERSIGN_RATE_LIMIT`, …).
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// GraphQL operations per second one subject may run, over HTTP and WebSocket
+    /// together (`COUNTERSIGN_RATE_LIMIT`).
+    pub rate_per_second: u32,
+    /// How many may come at once before the rate applies (`COUNTERSIGN_RATE_LIMIT_BURST`).
+    pub burst: u32,
+    /// Requests per second one IP address may make without a valid token, failed
+    /// attempts included (`COUNTERSIGN_ANONYMOUS_RATE_LIMIT`); the burst is twice it.
+    pub anonymous_rate_per_second: u32,
+    /// The longest one GraphQL operation over HTTP may run (`COUNTERSIGN_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// WebSocket connections one subject may hold open
+    /// (`COUNTERSIGN_MAX_CONNECTIONS_PER_SUBJECT`).
+    pub max_connections_per_subject: usize,
+    /// Whether introspection and "did you mean" suggestions are on
+    /// (`COUNTERSIGN_INTROSPECTION`; on in development, off in production).
+    pub introspection: bool,
+}
+
+pub const DEFAULT_RATE_LIMIT: u32 = 50;
+pub const DEFAULT_ANONYMOUS_RATE_LIMIT: u32 = 10;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS_PER_SUBJECT: usize = 20;
+
+impl LimitsConfig {
+    pub fn defaults(environment: Environment) -> Self {
+        Self {
+            rate_per_second: DEFAULT_RATE_LIMIT,
+            burst: 2 * DEFAULT_RATE_LIMIT,
+            anonymous_rate_per_second: DEFAULT_ANONYMOUS_RATE_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections_per_subject: DEFAULT_MAX_CONNECTIONS_PER_SUBJECT,
+            introspection: environment == Environment::Development,
+        }
+    }
+}
+
+pub(super) fn limits(vars: &Vars<'_>, environment: Environment) -> anyhow::Result<LimitsConfig> {
+    let per_second = |name: &str, default: u32| -> anyhow::Result<u32> {
+        u32::try_from(vars.count(name, default as usize)?)
+            .with_context(|| format!("{name} is too large"))
+    };
+    let rate_per_second = per_second("COUNTERSIGN_RATE_LIMIT", DEFAULT_RATE_LIMIT)?;
+    Ok(LimitsConfig {
+        rate_per_second,
+        burst: per_second(
+            "COUNTERSIGN_RATE_LIMIT_BURST",
+            rate_per_second.saturating_mul(2),
+        )?,
+        anonymous_rate_per_second: per_second(
+            "COUNTERSIGN_ANONYMOUS_RATE_LIMIT",
+            DEFAULT_ANONYMOUS_RATE_LIMIT,
+        )?,
+        request_timeout: vars.duration("COUNTERSIGN_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
+        max_connections_per_subject: vars.count(
+            "COUNTERSIGN_MAX_CONNECTIONS_PER_SUBJECT",
+            DEFAULT_MAX_CONNECTIONS_PER_SUBJECT,
+        )?,
+        introspection: vars.flag(
+            "COUNTERSIGN_INTROSPECTION",
+            environment == Environment::Development,
+        )?,
+    })
+}

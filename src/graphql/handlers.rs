@@ -3,13 +3,17 @@
 //! Authentication happens here, before execution: a present but invalid token is answered
 //! with HTTP 401 and UNAUTHENTICATED and never reaches a resolver.
 
+use std::net::SocketAddr;
+
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::Extension;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
 use super::graphiql;
+use super::throttle::RetryAfter;
 use super::transport_ws::{self, Dialect};
 use crate::auth::{AuthError, Identity, users};
 use crate::error::AppError;
@@ -20,12 +24,14 @@ use crate::telemetry;
 /// (admission check included); `/metrics` keeps the same numbers as a histogram.
 pub async fn graphql_post(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
     let metrics = state.metrics.clone();
+    let peer = peer.map(|Extension(ConnectInfo(address))| address);
     let (mut response, statements) =
-        telemetry::count_statements(answer(state, headers, request)).await;
+        telemetry::count_statements(answer(state, peer, headers, request)).await;
     #[allow(clippy::cast_precision_loss)]
     metrics.operation_statements.record(statements as f64);
     response
@@ -34,7 +40,17 @@ pub async fn graphql_post(
     response
 }
 
-async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) -> Response {
+async fn answer(
+    state: AppState,
+    peer: Option<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    // Without a valid token, the caller is known by address only.
+    let by_address = |state: &AppState| match peer {
+        Some(peer) => state.throttle.address(peer.ip()),
+        None => Ok(()),
+    };
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => match value.to_str() {
@@ -44,8 +60,23 @@ async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) ->
     };
     let identity = match state.verifier.authenticate(authorization) {
         Ok(identity) => identity,
-        Err(err) => return unauthenticated(&err),
+        Err(err) => {
+            if let Err(wait) = by_address(&state) {
+                return rate_limited(&state, "address", wait);
+            }
+            return unauthenticated(&err);
+        }
     };
+    let allowed = match &identity {
+        Identity::Authenticated(viewer) => state
+            .throttle
+            .subject(&viewer.subject)
+            .map_err(|wait| ("subject", wait)),
+        Identity::Anonymous => by_address(&state).map_err(|wait| ("address", wait)),
+    };
+    if let Err((scope, wait)) = allowed {
+        return rate_limited(&state, scope, wait);
+    }
     let mut grants = None;
     if let Identity::Authenticated(viewer) = &identity {
         match users::admit(&state.db, &state.clock, viewer).await {
@@ -60,12 +91,32 @@ async fn answer(state: AppState, headers: HeaderMap, request: GraphQLRequest) ->
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut request = request.into_inner().data(Correlation(correlation_id));
-    if state.config.is_production() && identity == Identity::Anonymous {
-        // Anonymous callers may explore the schema in development only.
+    let hidden = !state.config.limits.introspection
+        || (state.config.is_production() && identity == Identity::Anonymous);
+    if hidden {
+        // Production shows nobody the schema unless COUNTERSIGN_INTROSPECTION=1, and
+        // never anonymous callers.
         request = request.disable_introspection();
     }
     let response = match super::prepare(&state, request, identity, grants) {
-        Ok(request) => super::finish(state.schema.execute(request).await),
+        Ok(request) => {
+            let limit = state.config.limits.request_timeout;
+            match tokio::time::timeout(limit, state.schema.execute(request)).await {
+                Ok(response) => super::finish(response),
+                Err(_) => {
+                    tracing::warn!(limit = ?limit, "an operation ran past the request timeout");
+                    let mut response = (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        GraphQLResponse::from(AppError::Timeout.to_response()),
+                    )
+                        .into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                    return response;
+                }
+            }
+        }
         Err(refused) => *refused,
     };
     let status = if response
@@ -172,6 +223,24 @@ fn internal(err: &AppError) -> Response {
         GraphQLResponse::from(err.to_response()),
     )
         .into_response()
+}
+
+/// HTTP 429 with `Retry-After` and a GraphQL-shaped RATE_LIMITED body. Nothing ran, so
+/// nothing is audited: a flood cannot grow the audit log.
+fn rate_limited(state: &AppState, scope: &'static str, wait: RetryAfter) -> Response {
+    state
+        .metrics
+        .increment("countersign_rate_limited_total", &[("scope", scope)]);
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        GraphQLResponse::from(AppError::RateLimited.to_response()),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(wait.seconds().max(1)),
+    );
+    response
 }
 
 /// HTTP 401 with a GraphQL-shaped body, so clients handle it like any other error.

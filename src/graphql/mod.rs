@@ -7,6 +7,7 @@
 pub mod graphiql;
 pub mod handlers;
 mod limits;
+pub mod throttle;
 pub mod transport_ws;
 
 use std::sync::Arc;
@@ -72,6 +73,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub bus: Arc<EventBus>,
     pub clock: Clock,
+    pub throttle: Arc<throttle::Throttle>,
+    /// Becomes true when the server starts shutting down: WebSockets close with 1001.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The schema with its runtime data: the database handle, the event bus, the request
@@ -87,7 +91,12 @@ pub fn build_schema(
     clock: Clock,
     config: &Config,
 ) -> CountersignSchema {
-    schema_builder()
+    let mut builder = schema_builder();
+    if !config.limits.introspection {
+        // "Did you mean …?" leaks the schema as surely as introspection does.
+        builder = builder.disable_suggestions();
+    }
+    builder
         .data(db)
         .data(bus)
         .data(feed)

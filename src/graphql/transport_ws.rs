@@ -11,10 +11,14 @@
 //! | 4408 | no `connection_init` within 10 s |
 //! | 4409 | a second `subscribe` with an id still in use |
 //! | 4429 | a second `connection_init` |
+//! | 4430 | the user already holds `COUNTERSIGN_MAX_CONNECTIONS_PER_SUBJECT` sockets |
+//! | 1001 | the server is shutting down: reconnect (to another replica) and resume by cursor |
 //! | 4420 | the client reads too slowly: its outbox ([`OUTBOX_BYTES`]) stayed full, or one message was not taken by the socket, for the send timeout (`COUNTERSIGN_WS_SEND_TIMEOUT`) |
 //!
 //! At most [`MAX_SUBSCRIPTIONS`] operations run at once per connection; the server pings
-//! every [`KEEP_ALIVE`] so idle proxies keep the connection.
+//! every [`KEEP_ALIVE`] so idle proxies keep the connection. Each `subscribe` counts
+//! against the subject's rate limit (`COUNTERSIGN_RATE_LIMIT`); one over it is answered
+//! with an `error` message (RATE_LIMITED) and the connection stays open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use tokio::task::JoinHandle;
 use super::AppState;
 use crate::access::Grants;
 use crate::auth::{AuthError, Identity, Viewer, users};
+use crate::error::AppError;
 use crate::events::bus::BusEvent;
 
 /// Which of the two protocols a connection speaks.
@@ -101,6 +106,9 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
     let mut news = state.bus.subscribe();
+    let mut draining = state.draining.clone();
+    let _open = state.metrics.in_gauge("countersign_websocket_connections");
+    let mut slot = None;
     let mut identity: Option<Identity> = None;
     let mut init_seen = false;
     let mut operations: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -118,6 +126,12 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
             }
             () = &mut expiry, if identity.is_some() => {
                 break Some(Close(4403, "the token has expired".into()));
+            }
+            changed = draining.changed() => {
+                let stopping = changed.is_err() || *draining.borrow_and_update();
+                if stopping {
+                    break Some(Close(1001, "the server is shutting down; reconnect".into()));
+                }
             }
             _ = keep_alive.tick() => {
                 let ping = match dialect {
@@ -176,6 +190,10 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                         match admit(&state, payload.as_ref()).await {
                             Ok(admitted) => {
                                 if let Identity::Authenticated(viewer) = &admitted {
+                                    slot = state.throttle.connection(&viewer.subject);
+                                    if slot.is_none() {
+                                        break Some(Close(4430, "too many open connections for this user".into()));
+                                    }
                                     let left = (viewer.expires_at - chrono::Utc::now())
                                         .to_std()
                                         .unwrap_or_default();
@@ -221,6 +239,23 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                         let (Some(id), Some(payload)) = (id, payload) else {
                             break Some(Close(4400, "Invalid message received".into()));
                         };
+                        if let Identity::Authenticated(viewer) = identity {
+                            if let Err(wait) = state.throttle.subject(&viewer.subject) {
+                                state.metrics.increment("countersign_rate_limited_total", &[("scope", "subject")]);
+                                let error = json!({
+                                    "id": id,
+                                    "type": "error",
+                                    "payload": [{
+                                        "message": AppError::RateLimited.client_message(),
+                                        "extensions": { "code": "RATE_LIMITED", "retryable": true, "retryAfter": wait.seconds().max(1) },
+                                    }],
+                                });
+                                if send(&mut sink, error).await.is_err() {
+                                    break None;
+                                }
+                                continue;
+                            }
+                        }
                         let Ok(request) = serde_json::from_value::<Request>(payload) else {
                             break Some(Close(4400, "Invalid message received".into()));
                         };
@@ -266,6 +301,7 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     for task in operations.values() {
         task.abort();
     }
+    drop(slot);
     if let Some(Close(code, reason)) = close {
         tracing::info!(code, reason, "closing a WebSocket");
         let frame = CloseFrame {
@@ -400,8 +436,16 @@ fn run_operation(
     // Whatever data the client's payload carried is dropped: only ours goes in.
     let mut request = request;
     request.data = Data::default();
+    if !state.config.limits.introspection {
+        request = request.disable_introspection();
+    }
     let prepared = super::prepare(state, request, identity, grants);
+    let active = state.metrics.in_gauge("countersign_websocket_operations");
+    let delivered = state
+        .metrics
+        .counter("countersign_subscription_events_delivered_total");
     tokio::spawn(async move {
+        let _active = active;
         let mut responses = match prepared {
             Ok(request) => schema.execute_stream(request),
             Err(refused) => futures_util::stream::once(async move { *refused }).boxed(),
@@ -415,7 +459,11 @@ fn run_operation(
             let sent = if failed_early {
                 out.send(&id, "error", Some(&response.errors)).await
             } else {
-                out.send(&id, dialect.result(), Some(&response)).await
+                let sent = out.send(&id, dialect.result(), Some(&response)).await;
+                if sent {
+                    delivered.increment(1);
+                }
+                sent
             };
             if !sent || failed_early {
                 return;

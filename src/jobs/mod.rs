@@ -5,8 +5,8 @@
 //!
 //! - expiry: pending requests past `expires_at` become EXPIRED (actor `system`).
 //! - webhooks: the relay (`webhooks::relay`) dispatches the outbox and delivers.
-//! - purges: expired idempotency keys; dispatched outbox entries past their retention,
-//!   with their delivered webhooks (dead letters stay until replayed).
+//! - purges: expired idempotency keys; successful webhook deliveries past the retention,
+//!   then the outbox entries none refers to (dead letters stay until replayed).
 
 mod purge;
 

@@ -41,17 +41,40 @@ async fn idempotency_keys(db: &DatabaseConnection, clock: &Clock) -> Result<u64,
     })
 }
 
-/// Outbox entries dispatched longer ago than the retention whose every delivery
-/// succeeded, with those deliveries. An entry with a pending or dead delivery stays.
+/// Deliveries that succeeded longer ago than the retention, then outbox entries
+/// dispatched longer ago that no delivery refers to any more. A pending or dead delivery
+/// keeps its event (a replay needs it).
 async fn outbox(
     db: &DatabaseConnection,
     clock: &Clock,
     retention: Duration,
 ) -> Result<u64, AppError> {
     let cutoff = clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();
+    loop {
+        let found = crate::write_transaction!(db, |txn| {
+            let done: Vec<Uuid> = webhook_delivery::Entity::find()
+                .select_only()
+                .column(webhook_delivery::Column::Id)
+                .filter(webhook_delivery::Column::State.eq(DELIVERED))
+                .filter(webhook_delivery::Column::DeliveredAt.lt(cutoff))
+                .limit(BATCH)
+                .into_tuple()
+                .all(txn)
+                .await?;
+            webhook_delivery::Entity::delete_many()
+                .filter(webhook_delivery::Column::Id.is_in(done.clone()))
+                .filter(webhook_delivery::Column::State.eq(DELIVERED))
+                .exec(txn)
+                .await?;
+            Ok(done.len() as u64)
+        })?;
+        if found < BATCH {
+            break;
+        }
+    }
     let mut purged = 0;
     loop {
-        let done = crate::write_transaction!(db, |txn| {
+        let (found, deleted) = crate::write_transaction!(db, |txn| {
             let old: Vec<Uuid> = outbox_entry::Entity::find()
                 .select_only()
                 .column(outbox_entry::Column::Id)
@@ -62,20 +85,12 @@ async fn outbox(
                         Query::select()
                             .column(webhook_delivery::Column::OutboxId)
                             .from(webhook_delivery::Entity)
-                            .and_where(webhook_delivery::Column::State.ne(DELIVERED))
                             .to_owned(),
                     ),
                 )
                 .limit(BATCH)
                 .into_tuple()
                 .all(txn)
-                .await?;
-            if old.is_empty() {
-                return Ok((0, 0));
-            }
-            webhook_delivery::Entity::delete_many()
-                .filter(webhook_delivery::Column::OutboxId.is_in(old.clone()))
-                .exec(txn)
                 .await?;
             let deleted = outbox_entry::Entity::delete_many()
                 .filter(outbox_entry::Column::Id.is_in(old.clone()))
@@ -85,8 +100,8 @@ async fn outbox(
                 .rows_affected;
             Ok((old.len() as u64, deleted))
         })?;
-        purged += done.1;
-        if done.0 < BATCH {
+        purged += deleted;
+        if found < BATCH {
             return Ok(purged);
         }
     }

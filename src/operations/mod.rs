@@ -5,7 +5,7 @@
 pub mod graphql;
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{audit_chain_head, outbox_entry, policy, request, webhook_delivery};
+use entity::{audit_chain_head, idempotency_key, outbox_entry, policy, request, webhook_delivery};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -53,6 +53,8 @@ pub struct Overview {
     pub webhook_dead: i64,
     pub audit_head_sequence: i64,
     pub audit_head_hash: String,
+    /// Idempotency keys past their replay window, waiting for the purge.
+    pub idempotency_expired: i64,
 }
 
 pub async fn read<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<Overview, AppError> {
@@ -171,6 +173,12 @@ pub async fn read<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<Over
             .count(db)
             .await?,
     );
+    overview.idempotency_expired = to_i64(
+        idempotency_key::Entity::find()
+            .filter(idempotency_key::Column::ExpiresAt.lte(now))
+            .count(db)
+            .await?,
+    );
     if let Some(head) = audit_chain_head::Entity::find_by_id(1).one(db).await? {
         overview.audit_head_sequence = head.sequence;
         overview.audit_head_hash = head.hash;
@@ -234,5 +242,9 @@ pub fn export(overview: &Overview, metrics: &crate::telemetry::Metrics, now: Dat
     metrics.gauge(
         "countersign_audit_chain_head_sequence",
         overview.audit_head_sequence as f64,
+    );
+    metrics.gauge(
+        "countersign_idempotency_keys_expired",
+        overview.idempotency_expired as f64,
     );
 }

@@ -194,6 +194,15 @@ pub fn test_config(database_url: &str) -> Config {
             timeout: std::time::Duration::from_secs(3),
             ..countersign::config::WebhookConfig::defaults(Environment::Development)
         },
+        // Tests fire requests faster than any person; the rate-limit tests set their own.
+        limits: countersign::config::LimitsConfig {
+            rate_per_second: 100_000,
+            burst: 100_000,
+            anonymous_rate_per_second: 100_000,
+            // Some tests hold a thousand sockets for one persona.
+            max_connections_per_subject: 100_000,
+            ..countersign::config::LimitsConfig::defaults(Environment::Development)
+        },
         jobs: countersign::config::JobsConfig {
             webhook_poll: std::time::Duration::from_millis(100),
             ..Default::default()

@@ -23,6 +23,7 @@ mod health;
 mod jwt;
 mod layers;
 mod lifecycle;
+mod limits;
 mod permissions;
 mod queries;
 mod schema;

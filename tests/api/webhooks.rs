@@ -314,3 +314,40 @@ postgres_tests! {
         assert_eq!(requests.len(), filed.len());
     }
 }
+
+backend_tests! {
+    async fn the_purge_removes_expired_idempotency_keys_and_old_delivered_events_but_keeps_dead_letters(backend) {
+        // This replica purges only at start-up (then hourly), so what it sees before a
+        // purge stays put; a second replica, started later, purges.
+        let app = spawn_app_with(backend, |config| {
+            config.jobs.purge_every = Duration::from_secs(3600);
+            config.webhooks.max_attempts = 1;
+        })
+        .await;
+        let good = receiver(&[]).await;
+        let bad = receiver(&[]).await;
+        bad.fail_always(true);
+        create_webhook(&app, &good.url, json!(["SUBMITTED"])).await;
+        create_webhook(&app, &bad.url, json!(["SUBMITTED"])).await;
+        let mut input = refund("15.00");
+        input["idempotencyKey"] = json!("purge-me");
+        submit(&app, Persona::Alice, input).await;
+        wait_for(&app, json!(null), |d| d.len() == 2 && d.iter().all(|d| d["status"] != "PENDING")).await;
+
+        // Past the key's replay window and the outbox retention (7 days by default).
+        app.clock.advance(chrono::Duration::days(8));
+        assert_eq!(metric(&app, "countersign_idempotency_keys_expired ").await, 1.0);
+        assert_eq!(deliveries(&app, json!(null)).await.len(), 2);
+
+        let _purger = spawn_replica_with(&app, |config| config.jobs.purge_every = Duration::from_millis(100)).await;
+        let left = wait_for(&app, json!(null), |d| d.len() == 1).await;
+        assert_eq!(left[0]["status"], "DEAD", "a dead letter stays until replayed");
+        for _ in 0..100 {
+            if metric(&app, "countersign_idempotency_keys_expired ").await == 0.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the expired idempotency key was never purged");
+    }
+}

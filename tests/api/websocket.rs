@@ -235,12 +235,22 @@ backend_tests! {
         assert_eq!(receive(&mut socket).await.expect("an ack")["type"], "connection_ack");
     }
 
-    async fn production_hides_the_schema_from_anonymous_http_callers(backend) {
-        let app = crate::helpers::spawn_app_with(backend, |config| {
+    async fn production_hides_the_schema_unless_introspection_is_enabled_and_never_from_anonymous_callers(backend) {
+        let production = |introspection: bool| move |config: &mut countersign::config::Config| {
             config.environment = countersign::config::Environment::Production;
             config.demo = countersign::config::DemoMode::Off;
-        })
-        .await;
+            config.limits.introspection = introspection;
+        };
+        let app = crate::helpers::spawn_app_with(backend, production(false)).await;
+        for token in [None, Some(app.token_for(Persona::Bob))] {
+            let hidden = app.graphql(token.as_deref(), "{ __schema { queryType { name } } }", json!({})).await;
+            assert_eq!(hidden.data()["__schema"], serde_json::Value::Null, "{}", hidden.body);
+        }
+        // No "did you mean" either: it would spell the schema out field by field.
+        let typo = app.graphql_as(Persona::Bob, "{ viewr { subject } }", json!({})).await;
+        assert!(!typo.body.to_string().contains("Did you mean"), "{}", typo.body);
+
+        let app = crate::helpers::spawn_app_with(backend, production(true)).await;
         let anonymous = app.graphql(None, "{ __schema { queryType { name } } }", json!({})).await;
         assert_eq!(anonymous.data()["__schema"], serde_json::Value::Null, "{}", anonymous.body);
         let signed_in = app.graphql_as(Persona::Bob, "{ __schema { queryType { name } } }", json!({})).await;
