@@ -193,7 +193,9 @@ pub fn router(state: AppState) -> Router {
     if let Some(dir) = &state.config.graphiql_assets {
         router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
     }
+    let metrics = state.metrics.clone();
     router
+        .route_layer(axum::middleware::from_fn_with_state(metrics, track))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::new())
@@ -216,6 +218,27 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(RequestIdV7))
 }
 
+/// Counts every request by its route (the pattern, never the raw path: bounded labels),
+/// method and status, and times it.
+async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
 /// Request ids are UUID v7, like every other id here, so they sort by time in logs.
 #[derive(Clone, Copy)]
 struct RequestIdV7;
@@ -234,6 +257,24 @@ impl MakeRequestId for RequestIdV7 {
 /// are read at scrape time (`operations::read`): a failed read leaves them as they were
 /// and is logged, so the counters are still served.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (size, idle) = match state.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = state.db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => {
+            let pool = state.db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+    };
+    let in_use = f64::from(size) - idle as f64;
+    state
+        .metrics
+        .gauge("countersign_db_pool_connections", f64::from(size));
+    state.metrics.gauge("countersign_db_pool_idle", idle as f64);
+    state
+        .metrics
+        .gauge("countersign_db_pool_in_use", in_use.max(0.0));
     let now = state.clock.now();
     match crate::operations::read(&state.db, now).await {
         Ok(overview) => crate::operations::export(&overview, &state.metrics, now),

@@ -58,14 +58,31 @@ pub struct Metrics {
     pub operation_statements: metrics::Histogram,
     /// Webhook attempts by outcome: delivered, failed (will retry), dead_lettered.
     webhook_attempts: [(&'static str, metrics::Counter); 3],
+    /// Operation names seen so far (bounded; see [`Metrics::graphql_operation`]).
+    operation_names: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Label values a per-scrape gauge has carried, so one that disappears reads 0.
     seen_labels: std::sync::Mutex<std::collections::BTreeSet<(&'static str, String)>>,
     recorder: PrometheusRecorder,
 }
 
+/// Distinct operation names kept as label values.
+pub const MAX_OPERATION_NAMES: usize = 200;
+
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Latencies as histograms with buckets (a summary cannot be aggregated across
+        // replicas).
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        ) {
+            Ok(builder) => builder,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let (db_statements, operation_statements, webhook_attempts) =
             metrics::with_local_recorder(&recorder, || {
@@ -99,6 +116,7 @@ impl Metrics {
             operation_statements,
             webhook_attempts,
             seen_labels: std::sync::Mutex::default(),
+            operation_names: std::sync::Mutex::default(),
             recorder,
         }
     }
@@ -108,6 +126,65 @@ impl Metrics {
         if let Some((_, counter)) = self.webhook_attempts.iter().find(|(o, _)| *o == outcome) {
             counter.increment(1);
         }
+    }
+
+    /// One HTTP request answered, on a route of the router (never a raw path).
+    pub fn http_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let (route, method) = (route.to_owned(), method.to_owned());
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("countersign_http_requests_total",
+                "route" => route.clone(), "method" => method, "status" => status.to_string())
+            .increment(1);
+            metrics::histogram!("countersign_http_request_duration_seconds", "route" => route)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One GraphQL operation started. Names are the clients' own, so only the first
+    /// [`MAX_OPERATION_NAMES`] distinct well-formed ones are kept as labels; the rest
+    /// count as `other`.
+    pub fn graphql_operation(&self, kind: &'static str, name: Option<&str>) {
+        let name = match name {
+            None => "anonymous".to_owned(),
+            Some(name) => self.bounded_name(name),
+        };
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("countersign_graphql_operations_total", "type" => kind, "name" => name)
+                .increment(1);
+        });
+    }
+
+    fn bounded_name(&self, name: &str) -> String {
+        let well_formed = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return "other".into();
+        }
+        let mut names = self
+            .operation_names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if names.contains(name) || names.len() < MAX_OPERATION_NAMES {
+            names.insert(name.to_owned());
+            name.to_owned()
+        } else {
+            "other".into()
+        }
+    }
+
+    /// One error answered, by its `extensions.code` (a closed set).
+    pub fn graphql_error(&self, code: &str) {
+        let code = code.to_owned();
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("countersign_graphql_errors_total", "code" => code).increment(1);
+        });
     }
 
     /// Adds one to a counter whose labels are bounded (job names, outcomes).

@@ -55,7 +55,7 @@ async fn answer(
         None => None,
         Some(value) => match value.to_str() {
             Ok(value) => Some(value),
-            Err(_) => return unauthenticated(&AuthError::NotBearer),
+            Err(_) => return unauthenticated(&state, &AuthError::NotBearer),
         },
     };
     let identity = match state.verifier.authenticate(authorization) {
@@ -64,7 +64,7 @@ async fn answer(
             if let Err(wait) = by_address(&state) {
                 return rate_limited(&state, "address", wait);
             }
-            return unauthenticated(&err);
+            return unauthenticated(&state, &err);
         }
     };
     let allowed = match &identity {
@@ -81,8 +81,8 @@ async fn answer(
     if let Identity::Authenticated(viewer) = &identity {
         match users::admit(&state.db, &state.clock, viewer).await {
             Ok(Ok(admitted)) => grants = Some(admitted),
-            Ok(Err(refusal)) => return unauthenticated(&AuthError::Refused(refusal)),
-            Err(err) => return internal(&err),
+            Ok(Err(refusal)) => return unauthenticated(&state, &AuthError::Refused(refusal)),
+            Err(err) => return internal(&state, &err),
         }
     }
 
@@ -99,12 +99,15 @@ async fn answer(
         request = request.disable_introspection();
     }
     let response = match super::prepare(&state, request, identity, grants) {
-        Ok(request) => {
+        Ok(mut request) => {
+            let (kind, name) = super::operation_of(&mut request);
+            state.metrics.graphql_operation(kind, name.as_deref());
             let limit = state.config.limits.request_timeout;
             match tokio::time::timeout(limit, state.schema.execute(request)).await {
                 Ok(response) => super::finish(response),
                 Err(_) => {
                     tracing::warn!(limit = ?limit, "an operation ran past the request timeout");
+                    state.metrics.graphql_error("TIMEOUT");
                     let mut response = (
                         StatusCode::SERVICE_UNAVAILABLE,
                         GraphQLResponse::from(AppError::Timeout.to_response()),
@@ -119,6 +122,11 @@ async fn answer(
         }
         Err(refused) => *refused,
     };
+    for error in &response.errors {
+        state
+            .metrics
+            .graphql_error(error_code(error).unwrap_or("INTERNAL"));
+    }
     let status = if response
         .errors
         .iter()
@@ -217,7 +225,8 @@ fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
 }
 
 /// HTTP 500 with a GraphQL-shaped INTERNAL error; the cause is logged, never sent.
-fn internal(err: &AppError) -> Response {
+fn internal(state: &AppState, err: &AppError) -> Response {
+    state.metrics.graphql_error(err.code());
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         GraphQLResponse::from(err.to_response()),
@@ -228,6 +237,7 @@ fn internal(err: &AppError) -> Response {
 /// HTTP 429 with `Retry-After` and a GraphQL-shaped RATE_LIMITED body. Nothing ran, so
 /// nothing is audited: a flood cannot grow the audit log.
 fn rate_limited(state: &AppState, scope: &'static str, wait: RetryAfter) -> Response {
+    state.metrics.graphql_error("RATE_LIMITED");
     state
         .metrics
         .increment("countersign_rate_limited_total", &[("scope", scope)]);
@@ -244,7 +254,8 @@ fn rate_limited(state: &AppState, scope: &'static str, wait: RetryAfter) -> Resp
 }
 
 /// HTTP 401 with a GraphQL-shaped body, so clients handle it like any other error.
-fn unauthenticated(err: &AuthError) -> Response {
+fn unauthenticated(state: &AppState, err: &AuthError) -> Response {
+    state.metrics.graphql_error("UNAUTHENTICATED");
     tracing::info!(reason = %err, "refused a bearer token");
     let body = AppError::Unauthenticated(err.client_message()).to_response();
     let mut response = (StatusCode::UNAUTHORIZED, GraphQLResponse::from(body)).into_response();

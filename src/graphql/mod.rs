@@ -156,6 +156,29 @@ pub fn prepare(
         .data(identity))
 }
 
+/// The operation's type (`query`, `mutation`, `subscription`) and name, for metrics; the
+/// parse is kept in the request, so execution does not parse again.
+pub fn operation_of(request: &mut Request) -> (&'static str, Option<String>) {
+    use async_graphql::parser::types::OperationType;
+    let wanted = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return ("invalid", None);
+    };
+    document
+        .operations
+        .iter()
+        .find(|(name, _)| wanted.is_none() || name.map(|n| n.as_str()) == wanted.as_deref())
+        .map(|(name, operation)| {
+            let kind = match operation.node.ty {
+                OperationType::Query => "query",
+                OperationType::Mutation => "mutation",
+                OperationType::Subscription => "subscription",
+            };
+            (kind, name.map(|n| n.to_string()))
+        })
+        .unwrap_or(("invalid", None))
+}
+
 /// Every error leaving the schema, async-graphql's own included, carries
 /// `extensions.code` and `extensions.retryable` (`error::ensure_code`).
 pub fn finish(mut response: Response) -> Response {

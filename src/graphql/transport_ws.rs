@@ -439,6 +439,8 @@ fn run_operation(
     if !state.config.limits.introspection {
         request = request.disable_introspection();
     }
+    let (kind, name) = super::operation_of(&mut request);
+    state.metrics.graphql_operation(kind, name.as_deref());
     let prepared = super::prepare(state, request, identity, grants);
     let active = state.metrics.in_gauge("countersign_websocket_operations");
     let delivered = state
