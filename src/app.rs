@@ -111,7 +111,14 @@ impl App {
         let state = AppState {
             throttle: Arc::new(crate::graphql::throttle::Throttle::new(&config.limits)),
             draining: draining_rx,
-            schema: graphql::build_schema(db.clone(), bus.clone(), feed, clock.clone(), &config),
+            feed: feed.clone(),
+            schema: graphql::build_schema(
+                db.clone(),
+                bus.clone(),
+                feed.clone(),
+                clock.clone(),
+                &config,
+            ),
             clock: clock.clone(),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),
@@ -275,10 +282,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state
         .metrics
         .gauge("countersign_db_pool_in_use", in_use.max(0.0));
+    #[allow(clippy::cast_precision_loss)]
+    let feed = state.feed.sequence() as f64;
+    state.metrics.gauge("countersign_feed_sequence", feed);
     let now = state.clock.now();
     match crate::operations::read(&state.db, now).await {
-        Ok(overview) => crate::operations::export(&overview, &state.metrics, now),
+        Ok(overview) => {
+            crate::operations::export(&overview, &state.metrics, now);
+            state.metrics.gauge("countersign_database_up", 1.0);
+        }
         Err(err) => {
+            state.metrics.gauge("countersign_database_up", 0.0);
             tracing::warn!(
                 code = err.code(),
                 "metrics: could not read the operations overview"

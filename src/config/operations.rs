@@ -52,12 +52,16 @@ pub struct JobsConfig {
     pub outbox_retention: Duration,
     /// How often the purges run (`COUNTERSIGN_PURGE_EVERY`).
     pub purge_every: Duration,
+    /// How often each replica re-verifies the whole audit chain and reports it as
+    /// `countersign_audit_chain_ok` (`COUNTERSIGN_AUDIT_VERIFY_EVERY`).
+    pub audit_verify_every: Duration,
 }
 
 pub const DEFAULT_WEBHOOK_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(600);
+pub const DEFAULT_AUDIT_VERIFY_EVERY: Duration = Duration::from_secs(3600);
 
 /// Reads one variable at a time; empty counts as unset.
 pub(super) struct Vars<'a>(pub &'a dyn Fn(&str) -> Option<String>);
@@ -154,6 +158,8 @@ pub(super) fn jobs(vars: &Vars<'_>) -> anyhow::Result<JobsConfig> {
         outbox_retention: vars
             .duration("COUNTERSIGN_OUTBOX_RETENTION", DEFAULT_OUTBOX_RETENTION)?,
         purge_every: vars.duration("COUNTERSIGN_PURGE_EVERY", DEFAULT_PURGE_EVERY)?,
+        audit_verify_every: vars
+            .duration("COUNTERSIGN_AUDIT_VERIFY_EVERY", DEFAULT_AUDIT_VERIFY_EVERY)?,
     })
 }
 
@@ -181,6 +187,7 @@ impl Default for JobsConfig {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             outbox_retention: DEFAULT_OUTBOX_RETENTION,
             purge_every: DEFAULT_PURGE_EVERY,
+            audit_verify_every: DEFAULT_AUDIT_VERIFY_EVERY,
         }
     }
 }

@@ -75,6 +75,10 @@ async fn answer(
         Identity::Anonymous => by_address(&state).map_err(|wait| ("address", wait)),
     };
     if let Err((scope, wait)) = allowed {
+        // Debug only: a flood must not become a flood of log lines.
+        if let Identity::Authenticated(viewer) = &identity {
+            tracing::debug!(subject = %viewer.subject, "rate limited");
+        }
         return rate_limited(&state, scope, wait);
     }
     let mut grants = None;

@@ -74,6 +74,8 @@ pub struct AppState {
     pub bus: Arc<EventBus>,
     pub clock: Clock,
     pub throttle: Arc<throttle::Throttle>,
+    /// This replica's request feed, for `/metrics` (how far it has read).
+    pub feed: Arc<RequestFeed>,
     /// Becomes true when the server starts shutting down: WebSockets close with 1001.
     pub draining: tokio::sync::watch::Receiver<bool>,
 }

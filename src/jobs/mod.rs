@@ -5,6 +5,7 @@
 //!
 //! - expiry: pending requests past `expires_at` become EXPIRED (actor `system`).
 //! - webhooks: the relay (`webhooks::relay`) dispatches the outbox and delivers.
+//! - audit-verify: the whole hash chain re-verified, `countersign_audit_chain_ok` set.
 //! - purges: expired idempotency keys; successful webhook deliveries past the retention,
 //!   then the outbox entries none refers to (dead letters stay until replayed).
 
@@ -69,6 +70,13 @@ impl Jobs {
         jobs.every("purge", config.jobs.purge_every, None, move || {
             purge::run(db3.clone(), clock3.clone(), retention)
         });
+        let (db4, metrics4) = (db.clone(), metrics.clone());
+        jobs.every(
+            "audit-verify",
+            config.jobs.audit_verify_every,
+            None,
+            move || verify_audit_chain(db4.clone(), metrics4.clone()),
+        );
         Ok(jobs)
     }
 
@@ -160,6 +168,25 @@ async fn woken(wake: &mut Option<tokio::sync::broadcast::Receiver<BusEvent>>) ->
             }
         }
     }
+}
+
+/// Re-computes the whole chain and says on `/metrics` whether it holds: the alert for a
+/// tampered log must not wait for someone to ask `verifyAuditChain`.
+async fn verify_audit_chain(db: DatabaseConnection, metrics: Arc<Metrics>) -> Result<(), AppError> {
+    let report = crate::audit::service::verify_chain(&db, None).await?;
+    metrics.set(
+        "countersign_audit_chain_ok",
+        &[],
+        if report.ok { 1.0 } else { 0.0 },
+    );
+    if !report.ok {
+        tracing::error!(
+            first_broken_sequence = report.first_broken_sequence,
+            checked = report.checked,
+            "the audit chain does not verify: history was edited, deleted or reordered"
+        );
+    }
+    Ok(())
 }
 
 async fn sweep_expired(

@@ -314,3 +314,41 @@ backend_tests! {
         assert!(future.stdout.is_empty());
     }
 }
+
+backend_tests! {
+    async fn a_tampered_log_turns_the_chain_gauge_to_zero_without_anyone_asking(backend) {
+        let app = crate::helpers::spawn_app_with(backend, |config| {
+            config.jobs.audit_verify_every = std::time::Duration::from_millis(200);
+        })
+        .await;
+        some_history(&app).await;
+        let mut ok = None;
+        for _ in 0..50 {
+            ok = chain_gauge(&app).await;
+            if ok.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(ok, Some(1.0));
+        let db = connect(&app).await;
+        drop_triggers(&db).await;
+        db.execute_unprepared("UPDATE audit_events SET summary = 'nothing happened' WHERE sequence = 2")
+            .await
+            .unwrap();
+        for _ in 0..50 {
+            if chain_gauge(&app).await == Some(0.0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the verify job never noticed the edit");
+    }
+}
+
+async fn chain_gauge(app: &TestApp) -> Option<f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("countersign_audit_chain_ok "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}

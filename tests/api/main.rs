@@ -27,6 +27,7 @@ mod limits;
 mod metrics;
 mod permissions;
 mod queries;
+mod runbook;
 mod schema;
 mod shutdown;
 mod subscriptions;

@@ -191,6 +191,15 @@ impl RequestFeed {
         self.audiences.join(subject, interest, read_through)
     }
 
+    /// The last audit sequence this replica's feed has read: behind the chain head for
+    /// long means it is not hearing of new events (`/metrics`: `countersign_feed_sequence`).
+    pub fn sequence(&self) -> i64 {
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .to
+    }
+
     /// How many distinct audiences are listening.
     pub fn audiences(&self) -> usize {
         self.audiences.len()
