@@ -214,12 +214,19 @@ pub fn router(state: AppState) -> Router {
                     .get::<RequestId>()
                     .and_then(|id| id.header_value().to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "http",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id,
-                )
+                );
+                // In traces, every span of the request carries its id (a no-op when
+                // traces are not exported).
+                let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+                    &span,
+                    crate::telemetry::traces::request_context(request_id),
+                );
+                span
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(RequestIdV7))

@@ -164,18 +164,43 @@ impl Cli {
             }
             Command::Migrate { action } => {
                 let config = Config::from_env()?;
-                telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
+                telemetry::install(telemetry::subscriber(
+                    config.environment,
+                    std::io::stderr,
+                    None,
+                ));
                 runtime()?.block_on(migrate(config, action))
             }
             Command::Audit { action } => {
                 let config = Config::from_env()?;
-                telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
+                telemetry::install(telemetry::subscriber(
+                    config.environment,
+                    std::io::stderr,
+                    None,
+                ));
                 runtime()?.block_on(audit(config, action))
             }
             Command::Serve => {
                 let config = Config::from_env()?;
-                telemetry::install(telemetry::subscriber(config.environment, std::io::stderr));
-                runtime()?.block_on(serve(config))
+                let runtime = runtime()?;
+                let traces = telemetry::traces::provider(config.traces, runtime.handle().clone())
+                    .context("setting up OTLP trace export")?;
+                let tracer = traces.as_ref().map(|provider| {
+                    opentelemetry::trace::TracerProvider::tracer(provider, "countersign")
+                });
+                telemetry::install(telemetry::subscriber(
+                    config.environment,
+                    std::io::stderr,
+                    tracer,
+                ));
+                let served = runtime.block_on(serve(config));
+                if let Some(provider) = traces {
+                    // Sends what is still batched; blocks, so outside the runtime's tasks.
+                    if let Err(err) = provider.shutdown() {
+                        eprintln!("flushing traces at exit: {err}");
+                    }
+                }
+                served
             }
         }
     }

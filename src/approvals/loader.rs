@@ -40,7 +40,12 @@ impl Loaders {
         where
             T: Send + Sync + 'static,
         {
-            let spawn = |batch| tokio::spawn(telemetry::in_current_operation(batch));
+            // In the operation's span too, so a batch's SQL shows beneath it in traces.
+            let spawn = |batch| {
+                tokio::spawn(tracing::Instrument::in_current_span(
+                    telemetry::in_current_operation(batch),
+                ))
+            };
             DataLoader::with_cache(loader, spawn, HashMapCache::default())
         }
         Self {

@@ -65,6 +65,10 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Rate limits, the request timeout, connection caps, introspection.
     pub limits: LimitsConfig,
+    /// Whether traces are exported over OTLP: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. The exporter reads the rest of
+    /// the standard `OTEL_*` variables itself.
+    pub traces: bool,
 }
 
 /// Generous for the console and GraphiQL's introspection (no aliases, ~60 fields); far
@@ -165,6 +169,7 @@ impl fmt::Debug for Config {
             .field("webhooks", &self.webhooks)
             .field("jobs", &self.jobs)
             .field("limits", &self.limits)
+            .field("traces", &self.traces)
             .finish()
     }
 }
@@ -359,6 +364,8 @@ impl Config {
             webhooks: operations::webhooks(&vars, environment)?,
             jobs: operations::jobs(&vars)?,
             limits: operations::limits(&vars, environment)?,
+            traces: var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
         })
     }
 

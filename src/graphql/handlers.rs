@@ -106,8 +106,10 @@ async fn answer(
         Ok(mut request) => {
             let (kind, name) = super::operation_of(&mut request);
             state.metrics.graphql_operation(kind, name.as_deref());
+            let span = super::operation_span(kind, name.as_deref());
             let limit = state.config.limits.request_timeout;
-            match tokio::time::timeout(limit, state.schema.execute(request)).await {
+            let running = tracing::Instrument::instrument(state.schema.execute(request), span);
+            match tokio::time::timeout(limit, running).await {
                 Ok(response) => super::finish(response),
                 Err(_) => {
                     tracing::warn!(limit = ?limit, "an operation ran past the request timeout");

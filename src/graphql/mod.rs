@@ -98,6 +98,11 @@ pub fn build_schema(
         // "Did you mean …?" leaks the schema as surely as introspection does.
         builder = builder.disable_suggestions();
     }
+    if config.traces {
+        // A span per resolver: only when traces are exported, as any extension costs
+        // every field of every row.
+        builder = builder.extension(async_graphql::extensions::Tracing);
+    }
     builder
         .data(db)
         .data(bus)
@@ -179,6 +184,19 @@ pub fn operation_of(request: &mut Request) -> (&'static str, Option<String>) {
             (kind, name.map(|n| n.to_string()))
         })
         .unwrap_or(("invalid", None))
+}
+
+/// The span an operation runs in, named after it (`otel.name`): in traces, its resolvers
+/// and SQL statements sit beneath it, inside the HTTP request's span (which carries the
+/// request id).
+pub fn operation_span(kind: &'static str, name: Option<&str>) -> tracing::Span {
+    let name = name.unwrap_or("anonymous");
+    tracing::info_span!(
+        "graphql",
+        otel.name = %format!("{kind} {name}"),
+        graphql.operation.type = kind,
+        graphql.operation.name = name,
+    )
 }
 
 /// Every error leaving the schema, async-graphql's own included, carries

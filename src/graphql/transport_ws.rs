@@ -443,34 +443,38 @@ fn run_operation(
     state.metrics.graphql_operation(kind, name.as_deref());
     let prepared = super::prepare(state, request, identity, grants);
     let active = state.metrics.in_gauge("countersign_websocket_operations");
+    let span = super::operation_span(kind, name.as_deref());
     let delivered = state
         .metrics
         .counter("countersign_subscription_events_delivered_total");
-    tokio::spawn(async move {
-        let _active = active;
-        let mut responses = match prepared {
-            Ok(request) => schema.execute_stream(request),
-            Err(refused) => futures_util::stream::once(async move { *refused }).boxed(),
-        };
-        let mut first = true;
-        while let Some(response) = responses.next().await {
-            let response = super::finish(response);
-            let failed_early =
-                first && response.data == async_graphql::Value::Null && response.is_err();
-            first = false;
-            let sent = if failed_early {
-                out.send(&id, "error", Some(&response.errors)).await
-            } else {
-                let sent = out.send(&id, dialect.result(), Some(&response)).await;
-                if sent {
-                    delivered.increment(1);
-                }
-                sent
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _active = active;
+            let mut responses = match prepared {
+                Ok(request) => schema.execute_stream(request),
+                Err(refused) => futures_util::stream::once(async move { *refused }).boxed(),
             };
-            if !sent || failed_early {
-                return;
+            let mut first = true;
+            while let Some(response) = responses.next().await {
+                let response = super::finish(response);
+                let failed_early =
+                    first && response.data == async_graphql::Value::Null && response.is_err();
+                first = false;
+                let sent = if failed_early {
+                    out.send(&id, "error", Some(&response.errors)).await
+                } else {
+                    let sent = out.send(&id, dialect.result(), Some(&response)).await;
+                    if sent {
+                        delivered.increment(1);
+                    }
+                    sent
+                };
+                if !sent || failed_early {
+                    return;
+                }
             }
-        }
-        out.send(&id, "complete", None::<()>).await;
-    })
+            out.send(&id, "complete", None::<()>).await;
+        },
+        span,
+    ))
 }

@@ -194,6 +194,7 @@ pub fn test_config(database_url: &str) -> Config {
             timeout: std::time::Duration::from_secs(3),
             ..countersign::config::WebhookConfig::defaults(Environment::Development)
         },
+        traces: false,
         // Tests fire requests faster than any person; the rate-limit tests set their own.
         limits: countersign::config::LimitsConfig {
             rate_per_second: 100_000,
@@ -385,6 +386,7 @@ fn init_test_logs() {
         countersign::telemetry::install(countersign::telemetry::subscriber(
             Environment::Development,
             std::io::stdout,
+            None,
         ));
     }
 }

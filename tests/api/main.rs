@@ -31,6 +31,7 @@ mod runbook;
 mod schema;
 mod shutdown;
 mod subscriptions;
+mod traces;
 mod webhooks;
 mod websocket;
 

@@ -10,33 +10,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing::Subscriber;
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt};
 
 use crate::config::Environment;
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn";
+pub mod traces;
 
-/// Builds the subscriber; `RUST_LOG` overrides the default filter.
-pub fn subscriber<W>(environment: Environment, writer: W) -> Box<dyn Subscriber + Send + Sync>
+/// Resolver and statement spans are for traces, not for the log.
+const DEFAULT_FILTER: &str =
+    "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,async_graphql=warn";
+
+/// Builds the subscriber; `RUST_LOG` overrides the log's default filter. With a tracer
+/// (OTLP export configured), spans also go to OpenTelemetry, under their own filter: the
+/// operation's, its resolvers' and its SQL statements'.
+pub fn subscriber<W>(
+    environment: Environment,
+    writer: W,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let otel = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                Targets::new()
+                    .with_default(LevelFilter::INFO)
+                    .with_target("sqlx", LevelFilter::WARN)
+                    .with_target("sea_orm_migration", LevelFilter::WARN)
+                    .with_target("countersign::sql", LevelFilter::OFF),
+            )
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     match environment {
         Environment::Production => Box::new(
             registry.with(
                 fmt::layer()
                     .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(writer),
+                    // Every enclosing span: the request's (`http`, with its request id)
+                    // is then on every line, however deep the line is logged.
+                    .with_current_span(false)
+                    .with_span_list(true)
+                    .with_writer(writer)
+                    .with_filter(filter),
             ),
         ),
-        Environment::Development => {
-            Box::new(registry.with(fmt::layer().compact().with_writer(writer)))
-        }
+        Environment::Development => Box::new(
+            registry.with(
+                fmt::layer()
+                    .compact()
+                    .with_writer(writer)
+                    .with_filter(filter),
+            ),
+        ),
     }
 }
 
@@ -315,4 +345,47 @@ pub fn in_current_operation<F: Future>(task: F) -> impl Future<Output = F::Outpu
         .try_with(Arc::clone)
         .unwrap_or_else(|_| Arc::new(AtomicU64::new(0)));
     OPERATION_STATEMENTS.scope(count, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn production_logs_carry_the_request_id_however_deep_the_line() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = subscriber(Environment::Production, move || writer.clone(), None);
+        tracing::subscriber::with_default(subscriber, || {
+            let http = tracing::info_span!("http", request_id = "01-request");
+            let _http = http.enter();
+            let operation = tracing::info_span!("graphql", graphql.operation.name = "WhoAmI");
+            let _operation = operation.enter();
+            tracing::info!("inside the operation");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(line["fields"]["message"], "inside the operation");
+        let spans = line["spans"].as_array().unwrap();
+        assert!(
+            spans.iter().any(|s| s["request_id"] == "01-request"),
+            "{line}"
+        );
+    }
 }
