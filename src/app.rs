@@ -39,11 +39,18 @@ use crate::telemetry::{self, Metrics};
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long open connections (WebSockets included) get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long background jobs get to finish their current round after that.
-const JOBS_GRACE: Duration = Duration::from_secs(5);
+/// How long background jobs get to finish their current round after that, beyond one
+/// webhook attempt's timeout (an attempt in flight is let finish).
+const JOBS_GRACE: Duration = Duration::from_secs(2);
+/// How long open WebSockets get to send their 1001 close once HTTP has drained.
+const SOCKETS_GRACE: Duration = Duration::from_secs(5);
 
 pub struct App {
     listener: TcpListener,
+    jobs_grace: Duration,
+    /// Open WebSockets: axum stops tracking a connection once it is upgraded, so shutdown
+    /// waits on this to let each send its close frame.
+    sockets: Arc<std::sync::atomic::AtomicUsize>,
     draining: tokio::sync::watch::Sender<bool>,
     router: Router,
     bus: Arc<EventBus>,
@@ -68,14 +75,17 @@ impl App {
             let in_operation = telemetry::statement_executed();
             // The benchmark tool replays these (`countersign::sql=trace`); `statement` last,
             // as one JSON value, so a line ends with it.
+            // Webhook endpoints hold signing secrets: their values never reach a log.
+            let values = if info.statement.sql.contains("webhook_endpoints") {
+                serde_json::json!("redacted")
+            } else {
+                telemetry::typed_values(info.statement.values.as_ref())
+            };
             tracing::trace!(
                 target: "countersign::sql",
                 failed = info.failed,
                 in_operation,
-                statement = %serde_json::json!({
-                    "sql": info.statement.sql,
-                    "values": telemetry::typed_values(info.statement.values.as_ref()),
-                }),
+                statement = %serde_json::json!({ "sql": info.statement.sql, "values": values }),
             );
         });
         db::migrate_on_start(&db).await?;
@@ -108,9 +118,13 @@ impl App {
             None
         };
         let (draining, draining_rx) = tokio::sync::watch::channel(false);
+        let jobs_grace = config.webhooks.timeout + JOBS_GRACE;
+        let sockets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let state = AppState {
             throttle: Arc::new(crate::graphql::throttle::Throttle::new(&config.limits)),
             draining: draining_rx,
+            sockets: sockets.clone(),
+            overview: Arc::default(),
             feed: feed.clone(),
             schema: graphql::build_schema(
                 db.clone(),
@@ -128,6 +142,8 @@ impl App {
         };
         Ok(Self {
             listener,
+            jobs_grace,
+            sockets,
             draining,
             router: router(state),
             jobs,
@@ -178,8 +194,14 @@ impl App {
                 }
             }
         }
+        let deadline = tokio::time::Instant::now() + SOCKETS_GRACE;
+        while self.sockets.load(std::sync::atomic::Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         if let Some(jobs) = self.jobs {
-            jobs.stop(JOBS_GRACE).await;
+            jobs.stop(self.jobs_grace).await;
         }
         self.bus.stop();
         self.db.close().await.context("closing the database pool")?;
@@ -241,12 +263,19 @@ async fn track(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
-    let method = request.method().clone();
+    // Any token is a method to HTTP; only the ones served here become labels.
+    let method = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     metrics.http_request(
         &route,
-        method.as_str(),
+        method,
         response.status().as_u16(),
         started.elapsed(),
     );
@@ -292,8 +321,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     #[allow(clippy::cast_precision_loss)]
     let feed = state.feed.sequence() as f64;
     state.metrics.gauge("countersign_feed_sequence", feed);
+    state.metrics.gauge(
+        "countersign_feed_last_read_timestamp_seconds",
+        state.feed.last_read(),
+    );
     let now = state.clock.now();
-    match crate::operations::read(&state.db, now).await {
+    match state.overview.get(&state.db, now).await {
         Ok(overview) => {
             crate::operations::export(&overview, &state.metrics, now);
             state.metrics.gauge("countersign_database_up", 1.0);

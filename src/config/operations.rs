@@ -213,7 +213,9 @@ pub struct LimitsConfig {
     pub introspection: bool,
 }
 
-pub const DEFAULT_RATE_LIMIT: u32 = 50;
+/// A person at a console makes a few operations a second; a backend service that needs
+/// more gets its own limit.
+pub const DEFAULT_RATE_LIMIT: u32 = 20;
 pub const DEFAULT_ANONYMOUS_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS_PER_SUBJECT: usize = 20;

@@ -102,10 +102,14 @@ async fn answer(
         // never anonymous callers.
         request = request.disable_introspection();
     }
+    let authenticated = matches!(identity, Identity::Authenticated(_));
     let response = match super::prepare(&state, request, identity, grants) {
         Ok(mut request) => {
             let (kind, name) = super::operation_of(&mut request);
-            state.metrics.graphql_operation(kind, name.as_deref());
+            // Only signed-in callers' names become labels: strangers could fill the
+            // bounded set with junk.
+            let counted = if authenticated { name.as_deref() } else { None };
+            state.metrics.graphql_operation(kind, counted);
             let span = super::operation_span(kind, name.as_deref());
             let limit = state.config.limits.request_timeout;
             let running = tracing::Instrument::instrument(state.schema.execute(request), span);
@@ -158,6 +162,7 @@ pub async fn graphiql(State(state): State<AppState>) -> Html<String> {
 /// revoked (on this replica or another). See `transport_ws` for the protocol.
 pub async fn graphql_ws(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -190,7 +195,10 @@ pub async fn graphql_ws(
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .protocols([dialect.protocol()])
-        .on_upgrade(move |socket| transport_ws::serve(state, dialect, socket))
+        .on_upgrade(move |socket| {
+            let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+            transport_ws::serve(state, dialect, socket, peer)
+        })
 }
 
 /// The largest WebSocket message accepted; larger ones close the connection.

@@ -78,6 +78,10 @@ pub struct AppState {
     pub feed: Arc<RequestFeed>,
     /// Becomes true when the server starts shutting down: WebSockets close with 1001.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// The overview `/metrics` exports, read at most every few seconds.
+    pub overview: Arc<crate::operations::OverviewCache>,
+    /// Open WebSockets, which shutdown waits for (see `App::run_until`).
+    pub sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The schema with its runtime data: the database handle, the event bus, the request

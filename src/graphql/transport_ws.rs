@@ -99,7 +99,12 @@ struct ClientMessage {
 /// Why the server closes: a code from the table above and a short reason.
 struct Close(u16, String);
 
-pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
+pub async fn serve(
+    state: AppState,
+    dialect: Dialect,
+    socket: WebSocket,
+    peer: Option<std::net::IpAddr>,
+) {
     let (mut sink, mut stream) = socket.split();
     let send_timeout = state.config.ws_send_timeout;
     let room = Arc::new(Semaphore::new(OUTBOX_BYTES));
@@ -108,6 +113,7 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
     let mut news = state.bus.subscribe();
     let mut draining = state.draining.clone();
     let _open = state.metrics.in_gauge("countersign_websocket_connections");
+    let _counted = OpenSocket::new(&state.sockets);
     let mut slot = None;
     let mut identity: Option<Identity> = None;
     let mut init_seen = false;
@@ -204,7 +210,14 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
                                     break None;
                                 }
                             }
-                            Err(close) => {
+                            Err(mut close) => {
+                                // A refused token counts against the address, as over HTTP.
+                                let limited = close.0 == 4403
+                                    && peer.is_some_and(|ip| state.throttle.address(ip).is_err());
+                                if limited {
+                                    state.metrics.increment("countersign_rate_limited_total", &[("scope", "address")]);
+                                    close = Close(4429, "Too many requests".into());
+                                }
                                 if dialect == Dialect::Legacy {
                                     let error = json!({ "type": "connection_error", "payload": { "message": close.1 } });
                                     let _ = send(&mut sink, error).await;
@@ -312,6 +325,22 @@ pub async fn serve(state: AppState, dialect: Dialect, socket: WebSocket) {
         let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
     }
     let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+}
+
+/// One open socket in `AppState::sockets`, until dropped.
+struct OpenSocket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSocket {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 fn too_slow() -> Close {
@@ -440,7 +469,11 @@ fn run_operation(
         request = request.disable_introspection();
     }
     let (kind, name) = super::operation_of(&mut request);
-    state.metrics.graphql_operation(kind, name.as_deref());
+    let counted = match &identity {
+        Identity::Authenticated(_) => name.as_deref(),
+        Identity::Anonymous => None,
+    };
+    state.metrics.graphql_operation(kind, counted);
     let prepared = super::prepare(state, request, identity, grants);
     let active = state.metrics.in_gauge("countersign_websocket_operations");
     let span = super::operation_span(kind, name.as_deref());

@@ -27,6 +27,10 @@ use crate::kernel::Clock;
 use crate::telemetry::Metrics;
 use crate::webhooks::relay::Relay;
 
+/// The shortest time between two rounds started by commits (the relay's): a webhook
+/// waits at most this long, and a busy server pays one round per gap, not per commit.
+const WAKE_GAP: Duration = Duration::from_millis(50);
+
 /// Requests expired per sweep at most; the next sweep takes the rest.
 const EXPIRY_BATCH: u64 = 100;
 
@@ -60,6 +64,7 @@ impl Jobs {
             clock.clone(),
             config.webhooks.clone(),
             metrics.clone(),
+            jobs.stop.subscribe(),
         )?);
         jobs.every("webhooks", config.jobs.webhook_poll, Some(bus), move || {
             let relay = relay.clone();
@@ -97,12 +102,30 @@ impl Jobs {
         let handle = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_round = tokio::time::Instant::now();
             loop {
-                tokio::select! {
+                let by_bus = tokio::select! {
                     _ = stop.changed() => break,
-                    _ = ticker.tick() => {}
-                    Some(()) = woken(&mut wake) => {}
+                    _ = ticker.tick() => false,
+                    Some(()) = woken(&mut wake) => true,
+                };
+                if by_bus {
+                    // Under load every commit announces itself: one round covers all of
+                    // them, at most every WAKE_GAP, instead of a round per commit.
+                    let rest = WAKE_GAP.saturating_sub(last_round.elapsed());
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        () = tokio::time::sleep(rest) => {}
+                    }
+                    if let Some(receiver) = wake.as_mut() {
+                        while !matches!(
+                            receiver.try_recv(),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                                | tokio::sync::broadcast::error::TryRecvError::Closed)
+                        ) {}
+                    }
                 }
+                last_round = tokio::time::Instant::now();
                 match round().await {
                     Ok(()) => {
                         metrics.increment(

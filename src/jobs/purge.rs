@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-use entity::{idempotency_key, outbox_entry, webhook_delivery};
-use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use entity::{outbox_entry, webhook_delivery};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Statement,
+};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -28,17 +31,36 @@ pub async fn run(
     Ok(())
 }
 
-/// Keys past their replay window: a retry with one of them now runs as new. One
-/// statement along the `expires_at` index; the next run takes whatever arrives meanwhile.
+/// Keys past their replay window: a retry with one of them now runs as new. In batches
+/// along the `expires_at` index, so no transaction holds SQLite's writer for long.
 async fn idempotency_keys(db: &DatabaseConnection, clock: &Clock) -> Result<u64, AppError> {
     let now = clock.now();
-    crate::write_transaction!(db, |txn| {
-        Ok(idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::ExpiresAt.lte(now))
-            .exec(txn)
-            .await?
-            .rows_affected)
-    })
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "DELETE FROM idempotency_keys WHERE (actor_subject, key) IN \
+             (SELECT actor_subject, key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)"
+        }
+        _ => {
+            "DELETE FROM idempotency_keys WHERE (actor_subject, key) IN \
+             (SELECT actor_subject, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)"
+        }
+    };
+    let mut purged = 0;
+    loop {
+        let statement = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [now.into(), i64::try_from(BATCH).unwrap_or(1000).into()],
+        );
+        let deleted = crate::write_transaction!(db, |txn| {
+            Ok(txn.execute_raw(statement.clone()).await?.rows_affected())
+        })?;
+        purged += deleted;
+        if deleted < BATCH {
+            return Ok(purged);
+        }
+    }
 }
 
 /// Deliveries that succeeded longer ago than the retention, then outbox entries
@@ -80,14 +102,18 @@ async fn outbox(
                 .column(outbox_entry::Column::Id)
                 .filter(outbox_entry::Column::State.eq(DELIVERED))
                 .filter(outbox_entry::Column::CreatedAt.lt(cutoff))
-                .filter(
-                    outbox_entry::Column::Id.not_in_subquery(
-                        Query::select()
-                            .column(webhook_delivery::Column::OutboxId)
-                            .from(webhook_delivery::Entity)
-                            .to_owned(),
-                    ),
-                )
+                // NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join on the
+                // deliveries' (outbox_id, endpoint_id) index.
+                .filter(Expr::exists(
+                    Query::select()
+                        .expr(Expr::val(1))
+                        .from(webhook_delivery::Entity)
+                        .and_where(
+                            Expr::col((webhook_delivery::Entity, webhook_delivery::Column::OutboxId))
+                                .equals((outbox_entry::Entity, outbox_entry::Column::Id)),
+                        )
+                        .to_owned(),
+                ).not())
                 .limit(BATCH)
                 .into_tuple()
                 .all(txn)

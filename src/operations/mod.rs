@@ -19,6 +19,12 @@ use crate::webhooks::deliveries::{DEAD, PENDING};
 const AT_RISK_FRACTION: i32 = 10;
 /// At-risk requests listed by name; the counts cover all of them.
 const AT_RISK_LISTED: usize = 20;
+/// Candidates read per overview, nearest deadline first: past this many, the at-risk
+/// counts are lower bounds (an on-call page does not need more).
+const AT_RISK_SCAN: u64 = 10_000;
+/// How long one overview serves `/metrics` scrapes: several Prometheus servers (or a
+/// scrape flood) cost one read per interval.
+pub const OVERVIEW_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One policy's open queue.
 #[derive(Clone, Debug)]
@@ -111,6 +117,7 @@ pub async fn read<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<Over
         .filter(request::Column::Status.eq(PENDING))
         .filter(request::Column::ExpiresAt.lte(horizon))
         .order_by_asc(request::Column::ExpiresAt)
+        .limit(AT_RISK_SCAN)
         .into_tuple::<(Uuid, String, String, DateTime<Utc>, DateTime<Utc>)>()
         .all(db)
         .await?;
@@ -184,6 +191,31 @@ pub async fn read<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<Over
         overview.audit_head_hash = head.hash;
     }
     Ok(overview)
+}
+
+/// The last overview read for `/metrics`, shared by scrapes for [`OVERVIEW_MAX_AGE`].
+#[derive(Default)]
+pub struct OverviewCache(
+    tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Overview>)>>,
+);
+
+impl OverviewCache {
+    /// The cached overview if young enough, else a fresh read (one at a time).
+    pub async fn get<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+    ) -> Result<std::sync::Arc<Overview>, AppError> {
+        let mut slot = self.0.lock().await;
+        if let Some((at, overview)) = slot.as_ref() {
+            if at.elapsed() < OVERVIEW_MAX_AGE {
+                return Ok(overview.clone());
+            }
+        }
+        let overview = std::sync::Arc::new(read(db, now).await?);
+        *slot = Some((std::time::Instant::now(), overview.clone()));
+        Ok(overview)
+    }
 }
 
 fn to_i64(count: u64) -> i64 {

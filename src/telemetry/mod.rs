@@ -112,6 +112,13 @@ impl Metrics {
             Ok(builder) => builder,
             Err(_) => PrometheusBuilder::new(),
         };
+        let builder = match builder.set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("countersign_operation_statements".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+        ) {
+            Ok(builder) => builder,
+            Err(_) => PrometheusBuilder::new(),
+        };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let (db_statements, operation_statements, webhook_attempts) =

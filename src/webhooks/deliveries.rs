@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use entity::{outbox_entry, webhook_delivery, webhook_endpoint};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -269,13 +269,34 @@ impl Command for ReplayDelivery {
         }
         let before = json!({ "state": current.state, "attempts": current.attempts,
             "lastStatus": current.last_status, "lastError": current.last_error });
-        let mut row = current.clone().into_active_model();
-        row.state = Set(PENDING.into());
-        row.attempts = Set(0);
-        row.next_attempt_at = Set(ctx.now());
-        row.delivered_at = Set(None);
-        row.dead_lettered_at = Set(None);
-        let updated = row.update(txn).await?;
+        // Guarded like a transition: of two replays at once, one requeues, the other
+        // finds it pending.
+        let requeued = webhook_delivery::Entity::update_many()
+            .col_expr(webhook_delivery::Column::State, Expr::value(PENDING))
+            .col_expr(webhook_delivery::Column::Attempts, Expr::value(0))
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                Expr::value(ctx.now()),
+            )
+            .col_expr(
+                webhook_delivery::Column::DeliveredAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                webhook_delivery::Column::DeadLetteredAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(webhook_delivery::Column::Id.eq(current.id))
+            .filter(webhook_delivery::Column::State.eq(current.state.clone()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        if requeued != 1 {
+            return Err(AppError::Conflict(
+                "the delivery changed meanwhile; look at it again".into(),
+            ));
+        }
+        let updated = load(txn, current.id).await?;
         let event = ctx
             .event(
                 "webhook.delivery.replayed",

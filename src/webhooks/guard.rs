@@ -47,13 +47,12 @@ impl Destinations {
             // A name that does not resolve yet is accepted: every attempt checks again.
             if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await {
                 for addr in addrs {
+                    // The reason, never the address: saving a URL must not become a way
+                    // to map internal names.
                     if let Some(why) = forbidden(addr.ip()) {
                         return Err(AppError::bad_input(
                             "url",
-                            format!(
-                                "{host} resolves to {} ({why}); webhooks may not go there",
-                                addr.ip()
-                            ),
+                            format!("{host} resolves to {why}; webhooks may not go there"),
                         ));
                     }
                 }
@@ -154,13 +153,35 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a shared (carrier-grade NAT) address")
     } else if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || a == 0 {
         Some("not a unicast address")
+    } else if a >= 240
+        || (a == 198 && (18..20).contains(&b))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
+        // Reserved, benchmarking and IETF protocol assignments: nothing public lives there.
+        Some("a reserved address")
     } else {
         None
     }
 }
 
+/// The IPv4 address an IPv6 one carries to an IPv4 host: NAT64 (64:ff9b::/96,
+/// 64:ff9b:1::/48) and 6to4 (2002::/16).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 1, ..] => Some(v4(s[6], s[7])),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let first = ip.segments()[0];
+    if let Some(v4) = embedded_v4(ip) {
+        return forbidden_v4(v4);
+    }
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_unspecified() || ip.is_multicast() {
@@ -233,6 +254,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "2002:a00:1::",
+            "240.0.0.1",
+            "198.18.0.1",
         ] {
             assert!(forbidden(ip.parse().unwrap()).is_some(), "{ip}");
         }

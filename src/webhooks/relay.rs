@@ -35,6 +35,8 @@ pub struct Relay {
     destinations: Destinations,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+    /// Becomes true on shutdown: no new claim after that.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Relay {
@@ -43,6 +45,7 @@ impl Relay {
         clock: Clock,
         config: WebhookConfig,
         metrics: Arc<Metrics>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
         let destinations = Destinations::new(&config);
         let client = reqwest::Client::builder()
@@ -50,6 +53,9 @@ impl Relay {
             .connect_timeout(config.timeout)
             // A redirect could lead where the URL check never looked.
             .redirect(reqwest::redirect::Policy::none())
+            // Through a proxy the resolver would see only the proxy's name, and the
+            // address check would never run.
+            .no_proxy()
             .dns_resolver(destinations.resolver())
             .build()?;
         Ok(Self {
@@ -59,6 +65,7 @@ impl Relay {
             destinations,
             client,
             metrics,
+            stop,
         })
     }
 
@@ -68,6 +75,10 @@ impl Relay {
         deliveries::dispatch(&self.db, self.clock.now()).await?;
         let mut attempted = 0;
         loop {
+            if *self.stop.borrow() {
+                // Shutting down: what is still due waits for the next replica or start.
+                return Ok(attempted);
+            }
             let now = self.clock.now();
             let lease = chrono::Duration::from_std(self.config.timeout + LEASE_MARGIN)
                 .unwrap_or_else(|_| chrono::Duration::minutes(5));
@@ -240,6 +251,8 @@ impl Relay {
 pub fn event_body(entry: &outbox_entry::Model) -> Vec<u8> {
     json!({
         "id": entry.id,
+        // The audit log's sequence: retries and concurrency can reorder deliveries.
+        "sequence": entry.audit_sequence,
         "kind": entry.kind,
         "occurredAt": entry.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "request": entry.payload.get("request"),

@@ -134,3 +134,35 @@ backend_tests! {
         assert_eq!(late.error_code(), Some("INVALID_TRANSITION"));
     }
 }
+
+backend_tests! {
+    async fn the_overview_names_requests_near_their_deadline_and_counts_what_expired(backend) {
+        let app = spawn_app(backend).await;
+        let old = submit(&app, Persona::Alice, refund("40.00")).await;
+        let times = app.graphql_as(Persona::Alice, "query($id: ID!) { request(id: $id) { createdAt expiresAt } }", json!({ "id": old["id"] })).await;
+        let times = &times.expect_ok()["request"];
+        let at = |field: &str| chrono::DateTime::parse_from_rfc3339(times[field].as_str().unwrap()).unwrap();
+        let lifetime = at("expiresAt") - at("createdAt");
+        let overview = "{ operationsOverview { expiredLast24h queues { policy pending nearDeadline oldestPendingAgeSeconds } nearDeadline { requestId policy secondsLeft } auditChainHead { sequence } } }";
+        // 95 % of the way to its deadline: in the last tenth.
+        app.clock.advance(lifetime * 95 / 100);
+        let fresh = submit(&app, Persona::Alice, refund("41.00")).await;
+        let seen = app.graphql_as(Persona::Frank, overview, json!({})).await;
+        let seen = &seen.expect_ok()["operationsOverview"];
+        assert_eq!(seen["queues"][0]["policy"], "refund");
+        assert_eq!(seen["queues"][0]["pending"], 2);
+        assert_eq!(seen["queues"][0]["nearDeadline"], 1, "{seen}");
+        assert!(seen["queues"][0]["oldestPendingAgeSeconds"].as_i64().unwrap() >= lifetime.num_seconds() * 94 / 100);
+        assert_eq!(seen["nearDeadline"][0]["requestId"], old["id"]);
+        assert_ne!(seen["nearDeadline"][0]["requestId"], fresh["id"]);
+        assert!(seen["auditChainHead"]["sequence"].as_i64().unwrap() >= 2);
+        assert_eq!(seen["expiredLast24h"], 0);
+
+        app.clock.advance(lifetime / 10);
+        wait_for_status(&app, &old["id"], "EXPIRED").await;
+        let seen = app.graphql_as(Persona::Grace, overview, json!({})).await;
+        let seen = &seen.expect_ok()["operationsOverview"];
+        assert_eq!(seen["expiredLast24h"], 1);
+        assert_eq!(seen["queues"][0]["pending"], 1);
+    }
+}

@@ -26,14 +26,18 @@ const DELIVERIES: &str = "query($filter: WebhookDeliveryFilter) { webhookDeliver
 struct Hit {
     headers: HeaderMap,
     body: String,
+    at: std::time::Instant,
 }
 
 #[derive(Clone, Default)]
 struct Script {
     hits: Arc<Mutex<Vec<Hit>>>,
-    /// Statuses for the first calls, in order; 200 after them unless `failing`.
+    /// Statuses for the first calls, in order; 200 after them unless `failing`. A 429
+    /// comes with `Retry-After: 1`.
     statuses: Arc<Mutex<Vec<u16>>>,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Answer this late (a receiver that hangs).
+    delay: Arc<Mutex<Duration>>,
 }
 
 struct Receiver {
@@ -53,8 +57,19 @@ impl Receiver {
     }
 }
 
-async fn receive(State(script): State<Script>, headers: HeaderMap, body: String) -> StatusCode {
-    script.hits.lock().unwrap().push(Hit { headers, body });
+async fn receive(
+    State(script): State<Script>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    script.hits.lock().unwrap().push(Hit {
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    });
+    let delay = *script.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let scripted = {
         let mut statuses = script.statuses.lock().unwrap();
         (!statuses.is_empty()).then(|| statuses.remove(0))
@@ -64,7 +79,11 @@ async fn receive(State(script): State<Script>, headers: HeaderMap, body: String)
         None if script.failing.load(std::sync::atomic::Ordering::SeqCst) => 500,
         None => 200,
     };
-    StatusCode::from_u16(status).unwrap()
+    let status = StatusCode::from_u16(status).unwrap();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return (status, [("retry-after", "1")]).into_response();
+    }
+    status.into_response()
 }
 
 /// A receiver on 127.0.0.1 answering `statuses` first, then 200.
@@ -349,5 +368,49 @@ backend_tests! {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the expired idempotency key was never purged");
+    }
+}
+
+backend_tests! {
+    async fn a_receivers_retry_after_is_honoured_and_a_hanging_one_times_out(backend) {
+        let app = spawn_app_with(backend, |config| {
+            config.webhooks.backoff_max = Duration::from_secs(5);
+            config.webhooks.timeout = Duration::from_millis(300);
+            config.webhooks.max_attempts = 2;
+        })
+        .await;
+        let busy = receiver(&[429]).await;
+        let hanging = receiver(&[]).await;
+        *hanging.script.delay.lock().unwrap() = Duration::from_secs(3);
+        create_webhook(&app, &busy.url, json!(["SUBMITTED"])).await;
+        let slow = create_webhook(&app, &hanging.url, json!(["SUBMITTED"])).await;
+        submit(&app, Persona::Alice, refund("33.00")).await;
+
+        wait_for(&app, json!({ "status": "DELIVERED" }), |d| d.len() == 1).await;
+        let hits = busy.hits();
+        assert_eq!(hits.len(), 2);
+        let waited = hits[1].at - hits[0].at;
+        assert!(waited >= Duration::from_millis(950), "Retry-After: 1 waited only {waited:?}");
+
+        let dead = wait_for(&app, json!({ "status": "DEAD", "endpoint": slow["id"] }), |d| d.len() == 1).await;
+        assert_eq!(dead[0]["attempts"], 2);
+        assert!(dead[0]["lastError"].as_str().unwrap().contains("timed out"), "{}", dead[0]);
+        assert!(dead[0]["lastStatus"].is_null());
+    }
+
+    async fn only_admins_get_a_url_resolved(backend) {
+        // A strict replica resolves names when an admin saves a URL; for anyone else it
+        // refuses before any lookup, and records the refusal.
+        let app = spawn_app_with(backend, |config| config.webhooks.allow_private = false).await;
+        let input = json!({ "input": { "url": "http://localhost:9/hook", "events": ["SUBMITTED"], "secret": SECRET } });
+        let stranger = app.graphql_as(Persona::Alice, CREATE, input.clone()).await;
+        assert_eq!(stranger.error_code(), Some("FORBIDDEN"), "{}", stranger.body);
+        assert!(!stranger.body.to_string().contains("loopback"), "{}", stranger.body);
+        let admin = app.graphql_as(Persona::Grace, CREATE, input).await;
+        assert_eq!(admin.error_code(), Some("BAD_USER_INPUT"));
+        let text = admin.body.to_string();
+        assert!(text.contains("loopback") && !text.contains("127.0.0.1"), "the reason, not the address: {text}");
+        let denied = app.graphql_as(Persona::Frank, "{ auditEvents(filter: { action: \"webhook.create.denied\" }) { edges { node { actor } } } }", json!({})).await;
+        assert_eq!(denied.expect_ok()["auditEvents"]["edges"][0]["node"]["actor"], "alice");
     }
 }

@@ -152,6 +152,9 @@ struct Ring {
 }
 
 pub struct RequestFeed {
+    /// When the log was last read through (Unix milliseconds): the feed reads at least
+    /// once a second, so an old value means this replica hears of nothing.
+    last_read: std::sync::atomic::AtomicI64,
     db: DatabaseConnection,
     ring: RwLock<Ring>,
     grants: RwLock<Arc<RoleGrants>>,
@@ -165,6 +168,7 @@ impl RequestFeed {
         let (head, _) = audit_service::head(&db).await?;
         let grants = load_grants(&db).await?;
         let feed = Arc::new(Self {
+            last_read: std::sync::atomic::AtomicI64::new(chrono::Utc::now().timestamp_millis()),
             db,
             ring: RwLock::new(Ring {
                 from: head,
@@ -198,6 +202,12 @@ impl RequestFeed {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .to
+    }
+
+    /// When the feed last read the log through, in Unix seconds (`/metrics`:
+    /// `countersign_feed_last_read_timestamp_seconds`).
+    pub fn last_read(&self) -> f64 {
+        self.last_read.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
     }
 
     /// How many distinct audiences are listening.
@@ -239,6 +249,10 @@ impl RequestFeed {
             let page = read_after(&self.db, to, PAGE).await?;
             let full = page.len() as u64 == PAGE;
             let Some(last) = page.last().map(|e| e.sequence) else {
+                self.last_read.store(
+                    chrono::Utc::now().timestamp_millis(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 return Ok(());
             };
             let page: Vec<Arc<FeedEvent>> = page.into_iter().map(Arc::new).collect();
@@ -260,6 +274,10 @@ impl RequestFeed {
             // After the ring holds the batch, so whoever is woken finds it there.
             self.audiences.judge(&page, &self.grants());
             if !full {
+                self.last_read.store(
+                    chrono::Utc::now().timestamp_millis(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 return Ok(());
             }
         }
