@@ -461,6 +461,20 @@ impl TestApp {
         }
     }
 
+    /// The value of the `/metrics` sample `name` whose labels include every one of
+    /// `labels` (written `key="value"`); `None` when there is none.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .find(|line| labels.iter().all(|label| line.contains(label)))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))

@@ -37,14 +37,6 @@ async fn post(
     (status, retry_after, code)
 }
 
-async fn counter(app: &TestApp, line_start: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 backend_tests! {
     async fn a_subjects_excess_gets_429_and_rate_limited_while_others_are_unaffected(backend) {
         // The shipped defaults (20 a second, bursts of 40), not the tests' lifted ones.
@@ -70,7 +62,7 @@ backend_tests! {
         for _ in 0..10 {
             assert_eq!(post(&app, Some(bob.clone())).await.0, 200);
         }
-        let rejected = counter(&app, "countersign_rate_limited_total{scope=\"subject\"} ").await;
+        let rejected = app.metric("countersign_rate_limited_total", &["scope=\"subject\""]).await.unwrap_or(0.0);
         assert_eq!(rejected as usize, limited.len());
         // Nothing ran for the refused ones, so nothing was audited for them.
         let audit = app.graphql_as(Persona::Frank, "{ auditEvents(first: 100) { edges { node { action } } } }", json!({})).await;
@@ -89,7 +81,7 @@ backend_tests! {
         assert_eq!(anonymous.0, 429, "the same address, now without a token");
         // A signed-in caller from the same address is judged by their own allowance.
         assert_eq!(post(&app, Some(format!("Bearer {}", app.token_for(Persona::Bob)))).await.0, 200);
-        assert!(counter(&app, "countersign_rate_limited_total{scope=\"address\"} ").await >= 1.0);
+        assert!(app.metric("countersign_rate_limited_total", &["scope=\"address\""]).await.unwrap_or(0.0) >= 1.0);
     }
 
     async fn websocket_subscribes_count_against_the_rate_and_sockets_are_capped(backend) {

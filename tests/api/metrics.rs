@@ -6,22 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Persona, TestApp, spawn_app};
+use crate::helpers::{Persona, spawn_app};
 use crate::lifecycle_helpers::*;
 use crate::websocket::{connect_as, receive, send};
-
-/// The value of the sample of `name` whose labels include every one of `labels`.
-async fn sample(app: &TestApp, name: &str, labels: &[&str]) -> Option<f64> {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
 
 backend_tests! {
     async fn metrics_count_requests_operations_errors_and_sockets(backend) {
@@ -32,28 +19,28 @@ backend_tests! {
         let bad = app.graphql(Some("not-a-token"), "{ viewer { subject } }", json!({})).await;
         assert_eq!(bad.status, 401);
 
-        assert_eq!(sample(&app, "countersign_graphql_operations_total", &["type=\"query\"", "name=\"WhoAmI\""]).await, Some(1.0));
-        assert_eq!(sample(&app, "countersign_graphql_operations_total", &["type=\"mutation\"", "name=\"Grant\""]).await, Some(1.0));
-        assert_eq!(sample(&app, "countersign_graphql_errors_total", &["code=\"FORBIDDEN\""]).await, Some(1.0));
-        assert_eq!(sample(&app, "countersign_graphql_errors_total", &["code=\"UNAUTHENTICATED\""]).await, Some(1.0));
-        assert!(sample(&app, "countersign_http_requests_total", &["route=\"/graphql\"", "method=\"POST\"", "status=\"200\""]).await >= Some(2.0));
-        assert_eq!(sample(&app, "countersign_http_requests_total", &["route=\"/graphql\"", "status=\"401\""]).await, Some(1.0));
-        assert!(sample(&app, "countersign_http_request_duration_seconds_bucket", &["route=\"/graphql\"", "le=\"+Inf\""]).await >= Some(3.0));
-        assert!(sample(&app, "countersign_db_pool_connections", &[]).await >= Some(1.0));
-        assert!(sample(&app, "countersign_db_pool_in_use", &[]).await.is_some());
+        assert_eq!(app.metric("countersign_graphql_operations_total", &["type=\"query\"", "name=\"WhoAmI\""]).await, Some(1.0));
+        assert_eq!(app.metric("countersign_graphql_operations_total", &["type=\"mutation\"", "name=\"Grant\""]).await, Some(1.0));
+        assert_eq!(app.metric("countersign_graphql_errors_total", &["code=\"FORBIDDEN\""]).await, Some(1.0));
+        assert_eq!(app.metric("countersign_graphql_errors_total", &["code=\"UNAUTHENTICATED\""]).await, Some(1.0));
+        assert!(app.metric("countersign_http_requests_total", &["route=\"/graphql\"", "method=\"POST\"", "status=\"200\""]).await >= Some(2.0));
+        assert_eq!(app.metric("countersign_http_requests_total", &["route=\"/graphql\"", "status=\"401\""]).await, Some(1.0));
+        assert!(app.metric("countersign_http_request_duration_seconds_bucket", &["route=\"/graphql\"", "le=\"+Inf\""]).await >= Some(3.0));
+        assert!(app.metric("countersign_db_pool_connections", &[]).await >= Some(1.0));
+        assert!(app.metric("countersign_db_pool_in_use", &[]).await.is_some());
 
         let mut socket = connect_as(&app, &app.token_for(Persona::Frank)).await;
         send(&mut socket, json!({ "id": "events", "type": "subscribe", "payload": {
             "query": "subscription Live { requestEvents(after: \"0\") { cursor } }" } })).await;
         submit(&app, Persona::Alice, refund("10.00")).await;
         assert_eq!(receive(&mut socket).await.unwrap()["type"], "next");
-        assert_eq!(sample(&app, "countersign_websocket_connections", &[]).await, Some(1.0));
-        assert_eq!(sample(&app, "countersign_websocket_operations", &[]).await, Some(1.0));
-        assert_eq!(sample(&app, "countersign_graphql_operations_total", &["type=\"subscription\"", "name=\"Live\""]).await, Some(1.0));
-        assert!(sample(&app, "countersign_subscription_events_delivered_total", &[]).await >= Some(1.0));
+        assert_eq!(app.metric("countersign_websocket_connections", &[]).await, Some(1.0));
+        assert_eq!(app.metric("countersign_websocket_operations", &[]).await, Some(1.0));
+        assert_eq!(app.metric("countersign_graphql_operations_total", &["type=\"subscription\"", "name=\"Live\""]).await, Some(1.0));
+        assert!(app.metric("countersign_subscription_events_delivered_total", &[]).await >= Some(1.0));
         drop(socket);
         for _ in 0..50 {
-            if sample(&app, "countersign_websocket_connections", &[]).await == Some(0.0) {
+            if app.metric("countersign_websocket_connections", &[]).await == Some(0.0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -17,15 +17,22 @@ use crate::helpers::TestDatabase;
 use crate::lifecycle_helpers::{decide_mutation, refund, submit_mutation};
 
 /// A `countersign serve` child and what its banner said.
-struct Served {
-    child: tokio::process::Child,
-    address: String,
-    tokens: HashMap<String, String>,
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub address: String,
+    pub tokens: HashMap<String, String>,
 }
 
 async fn serve(database_url: &str, cwd: &PathBuf) -> Served {
+    serve_with(database_url, cwd, &[]).await
+}
+
+/// `countersign serve` on `database_url` from `cwd`, with `env` added to an empty
+/// environment, once its banner has printed the address and the demo tokens.
+pub async fn serve_with(database_url: &str, cwd: &PathBuf, env: &[(&str, &str)]) -> Served {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .env_clear()
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .kill_on_drop(true)
         .arg("serve")

@@ -4,7 +4,6 @@
 //! request id. The server runs as its own process: the tracing subscriber is per process.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -12,7 +11,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::TestDatabase;
 
@@ -53,32 +51,12 @@ backend_tests! {
         let database = TestDatabase::create(backend).await;
         let cwd = std::env::temp_dir().join(format!("cs-otel-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&cwd).unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .env_clear()
-            .current_dir(&cwd)
-            .kill_on_drop(true)
-            .arg("serve")
-            .env("DATABASE_URL", &database.url)
-            .env("COUNTERSIGN_BIND", "127.0.0.1:0")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting countersign serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut address, mut tokens) = (None, HashMap::new());
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("Countersign listening on ") {
-                address = Some(rest.trim().to_owned());
-            } else if line.starts_with("  ") {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                tokens.insert(fields[0].to_owned(), fields[2].to_owned());
-            } else if line.starts_with("Open GraphiQL as") {
-                break;
-            }
-        }
-        let address = address.expect("the listening address");
+        let crate::shutdown::Served { mut child, address, tokens } = crate::shutdown::serve_with(
+            &database.url,
+            &cwd,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        )
+        .await;
         let response = reqwest::Client::new()
             .post(format!("{address}/graphql"))
             .bearer_auth(&tokens["grace"])

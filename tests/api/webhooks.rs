@@ -159,14 +159,6 @@ fn signed(hit: &Hit) -> bool {
     )
 }
 
-async fn metric(app: &TestApp, line_start: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 backend_tests! {
     async fn a_receiver_failing_three_times_gets_four_signed_deliveries_of_one_event(backend) {
         let app = spawn_app(backend).await;
@@ -196,8 +188,8 @@ backend_tests! {
         assert_eq!(body["kind"], "SUBMITTED");
         assert_eq!(body["request"]["id"], request["id"]);
         assert_eq!(body["actor"], "alice");
-        assert_eq!(metric(&app, "countersign_webhook_attempts_total{outcome=\"failed\"} ").await, 3.0);
-        assert_eq!(metric(&app, "countersign_webhook_attempts_total{outcome=\"delivered\"} ").await, 1.0);
+        assert_eq!(app.metric("countersign_webhook_attempts_total", &["outcome=\"failed\""]).await.unwrap_or(0.0), 3.0);
+        assert_eq!(app.metric("countersign_webhook_attempts_total", &["outcome=\"delivered\""]).await.unwrap_or(0.0), 1.0);
     }
 
     async fn a_receiver_that_always_fails_is_dead_lettered_and_a_replay_delivers_it(backend) {
@@ -213,8 +205,8 @@ backend_tests! {
         assert!(dead[0]["lastError"].as_str().unwrap().contains("500"), "{}", dead[0]);
         assert!(dead[0]["deadLetteredAt"].is_string());
         assert_eq!(hook.hits().len(), 3);
-        assert_eq!(metric(&app, "countersign_webhook_attempts_total{outcome=\"dead_lettered\"} ").await, 1.0);
-        assert_eq!(metric(&app, "countersign_webhook_dead_letters ").await, 1.0);
+        assert_eq!(app.metric("countersign_webhook_attempts_total", &["outcome=\"dead_lettered\""]).await.unwrap_or(0.0), 1.0);
+        assert_eq!(app.metric("countersign_webhook_dead_letters", &[]).await.unwrap_or(0.0), 1.0);
         let overview = app.graphql_as(Persona::Frank, "{ operationsOverview { webhooks { pending deadLetters undispatched } queues { policy pending } } }", json!({})).await;
         let overview = &overview.expect_ok()["operationsOverview"];
         assert_eq!(overview["webhooks"], json!({ "pending": 0, "deadLetters": 1, "undispatched": 0 }));
@@ -355,14 +347,14 @@ backend_tests! {
 
         // Past the key's replay window and the outbox retention (7 days by default).
         app.clock.advance(chrono::Duration::days(8));
-        assert_eq!(metric(&app, "countersign_idempotency_keys_expired ").await, 1.0);
+        assert_eq!(app.metric("countersign_idempotency_keys_expired", &[]).await.unwrap_or(0.0), 1.0);
         assert_eq!(deliveries(&app, json!(null)).await.len(), 2);
 
         let _purger = spawn_replica_with(&app, |config| config.jobs.purge_every = Duration::from_millis(100)).await;
         let left = wait_for(&app, json!(null), |d| d.len() == 1).await;
         assert_eq!(left[0]["status"], "DEAD", "a dead letter stays until replayed");
         for _ in 0..100 {
-            if metric(&app, "countersign_idempotency_keys_expired ").await == 0.0 {
+            if app.metric("countersign_idempotency_keys_expired", &[]).await.unwrap_or(0.0) == 0.0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
