@@ -216,6 +216,8 @@ pub fn router(state: AppState) -> Router {
             get(handlers::graphiql).post(handlers::graphql_post),
         )
         .route("/graphql/ws", get(handlers::graphql_ws))
+        .route("/", get(crate::console::page))
+        .route("/console/{*path}", get(crate::console::file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -7,6 +7,7 @@
 //! - [`app`]: binds the listener, assembles the router, serves until shutdown.
 //! - [`db`]: connecting (SQLite tuned for concurrent writers), migrating, write
 //!   transactions.
+//! - [`console`]: the ops console's page and files, embedded, under a strict CSP.
 //! - [`graphql`]: schema assembly, limits, the HTTP handlers, the WebSocket protocols,
 //!   GraphiQL.
 //! - [`approvals`]: policies, requests, decisions, the state machine, the queue queries,
@@ -40,6 +41,7 @@ pub mod auth;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod error;

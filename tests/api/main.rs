@@ -14,6 +14,7 @@ mod lifecycle_helpers;
 mod access;
 mod auth;
 mod cli;
+mod console;
 mod errors;
 mod exactly_once;
 mod expiry;

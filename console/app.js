@@ -1,0 +1,60 @@
+// The ops console: a client of the public GraphQL API and nothing else. The token lives
+// in memory only (never localStorage), so closing the tab signs out.
+import { h, render } from 'preact';
+import { useState } from 'preact/hooks';
+import htm from 'htm';
+
+const html = htm.bind(h);
+
+async function graphql(token, query, variables = {}) {
+  const response = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json();
+  if (body.errors && body.errors.length) {
+    const error = new Error(body.errors[0].message);
+    error.code = body.errors[0].extensions && body.errors[0].extensions.code;
+    throw error;
+  }
+  return body.data;
+}
+
+function SignIn({ onSignedIn }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState(null);
+  const submit = async (event) => {
+    event.preventDefault();
+    try {
+      const data = await graphql(token.trim(), '{ viewer { subject name roles } }');
+      onSignedIn({ token: token.trim(), viewer: data.viewer });
+    } catch (err) {
+      setError(err.code === 'UNAUTHENTICATED'
+        ? 'That token was not accepted: it may have expired. Ask for a new one.'
+        : 'Could not sign in. Try again in a moment.');
+    }
+  };
+  return html`<form onSubmit=${submit}>
+    <h1>Sign in to Countersign</h1>
+    <label for="token">Paste your access token</label>
+    <textarea id="token" value=${token} onInput=${(e) => setToken(e.target.value)} required></textarea>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    <button type="submit">Sign in</button>
+  </form>`;
+}
+
+function App() {
+  const [session, setSession] = useState(null);
+  if (!session) {
+    return html`<${SignIn} onSignedIn=${setSession} />`;
+  }
+  const { viewer } = session;
+  return html`<header>
+    <h1>Countersign</h1>
+    <span>Signed in as <strong>${viewer.name || viewer.subject}</strong> (${viewer.roles.join(', ')})</span>
+    <button class="secondary" onClick=${() => setSession(null)}>Sign out</button>
+  </header>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

@@ -1,0 +1,85 @@
+//! The ops console, served by the binary: `console/` is embedded at compile time (no Node,
+//! no network, no CDN at run time), `/` is its page and `/console/…` its files. Every
+//! console response carries a strict Content-Security-Policy: scripts only from here,
+//! plus the page's one inline script — the import map — allowed by its SHA-256, which is
+//! computed from the embedded page itself so the two cannot drift.
+
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+#[derive(rust_embed::Embed)]
+#[folder = "console/"]
+#[exclude = "vendor.sh"]
+struct Assets;
+
+/// Where the console's files are served.
+pub const PATH: &str = "/console";
+
+const IMPORT_MAP_OPEN: &str = "<script type=\"importmap\">";
+
+/// The policy for every console response.
+static POLICY: LazyLock<String> = LazyLock::new(|| {
+    let import_map = Assets::get("index.html")
+        .and_then(|page| {
+            let page = String::from_utf8(page.data.into_owned()).ok()?;
+            let start = page.find(IMPORT_MAP_OPEN)? + IMPORT_MAP_OPEN.len();
+            let end = start + page[start..].find("</script>")?;
+            Some(page[start..end].to_owned())
+        })
+        .unwrap_or_default();
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map));
+    format!(
+        "default-src 'self'; script-src 'self' 'sha256-{hash}'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
+});
+
+/// `GET /`: the console's page.
+pub async fn page() -> Response {
+    asset("index.html")
+}
+
+/// `GET /console/{*path}`: one of its files.
+pub async fn file(Path(path): Path<String>) -> Response {
+    asset(&path)
+}
+
+fn asset(path: &str) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return (StatusCode::NOT_FOUND, "no such console file").into_response();
+    };
+    let mime = match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        file.data.into_owned(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(policy) = HeaderValue::from_str(&POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}

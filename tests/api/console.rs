@@ -1,0 +1,48 @@
+//! The ops console is served by the binary: its page at `/`, its files under
+//! `/console/`, nothing from elsewhere, under a strict Content-Security-Policy whose one
+//! inline-script allowance is the page's import map.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::spawn_app;
+
+backend_tests! {
+    async fn the_console_page_and_its_files_are_served_under_a_strict_policy(backend) {
+        let app = spawn_app(backend).await;
+        let page = app.get("/").await;
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        let html = page.text().await.unwrap();
+        for directive in ["default-src 'self'", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"] {
+            assert!(policy.contains(directive), "{directive} in {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+
+        // The import map is the only inline script, and the policy allows exactly it.
+        let open = "<script type=\"importmap\">";
+        let start = html.find(open).unwrap() + open.len();
+        let map = &html[start..start + html[start..].find("</script>").unwrap()];
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(map.as_bytes()));
+        assert!(policy.contains(&format!("'sha256-{hash}'")), "{policy}");
+        assert_eq!(html.matches("<script").count(), 2, "the import map and one module");
+
+        // Everything the page names is here, from this server; nothing from a CDN.
+        let imports: serde_json::Value = serde_json::from_str(map).unwrap();
+        let mut paths: Vec<String> = imports["imports"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_owned()).collect();
+        paths.extend(["/console/app.js".to_owned(), "/console/console.css".to_owned()]);
+        for path in &paths {
+            assert!(path.starts_with("/console/"), "{path}");
+            let file = app.get(path).await;
+            assert_eq!(file.status(), 200, "{path}");
+            assert!(file.headers().contains_key("content-security-policy"));
+            let body = file.text().await.unwrap();
+            assert!(!body.contains("https://unpkg.com") && !body.contains("cdn."), "{path} loads nothing from a CDN");
+        }
+        assert_eq!(app.get("/console/app.js").await.headers()["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(app.get("/console/no-such.js").await.status(), 404);
+        assert_eq!(app.get("/console/vendor.sh").await.status(), 404, "the refresh script is not served");
+        assert_eq!(app.get("/console/%2e%2e/Cargo.toml").await.status(), 404);
+    }
+}
