@@ -57,4 +57,7 @@ function App() {
   </header>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+// Preact diffs against what is there: the "Loading" placeholder goes first.
+root.textContent = '';
+render(html`<${App} />`, root);
