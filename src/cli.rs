@@ -15,11 +15,10 @@ use crate::audit::service as audit_service;
 use crate::auth::mint_token;
 use crate::auth::service::TokenProfile;
 use crate::config::{Config, SecretSource};
-use crate::demo::PERSONAS;
+use crate::demo;
 use crate::{db, graphql, telemetry};
 
 /// How long the tokens printed for the demo personas live.
-const PERSONA_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -416,9 +415,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_persona_tokens(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    if config.jwt.secret.is_none() {
+    let Some(tokens) = demo::persona_tokens(&config.jwt)? else {
         return Ok(());
-    }
+    };
     if let Some(SecretSource::DevelopmentFile(path)) = &config.jwt.secret_source {
         println!(
             "Dev tokens are signed with the secret kept in {}",
@@ -427,19 +426,12 @@ fn print_persona_tokens(config: &Config, addr: std::net::SocketAddr) -> anyhow::
     }
     println!("Dev tokens (valid 12 h); send them as `Authorization: Bearer <token>`:");
     let mut admin_token = None;
-    for persona in &PERSONAS {
-        let roles: Vec<String> = persona.roles.iter().map(|r| (*r).to_owned()).collect();
-        let token = mint_token(
-            &config.jwt,
+    for (persona, token) in tokens {
+        println!(
+            "  {:<6} {:<13} {token}",
             persona.subject,
-            &roles,
-            PERSONA_TOKEN_TTL,
-            TokenProfile {
-                name: Some(persona.name.to_owned()),
-                email: Some(format!("{}@example.com", persona.subject)),
-            },
-        )?;
-        println!("  {:<6} {:<13} {token}", persona.subject, roles.join(","));
+            persona.roles.join(",")
+        );
         if persona.subject == "grace" {
             admin_token = Some(token);
         }

@@ -6,11 +6,14 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use crate::demo;
+use crate::graphql::AppState;
 
 #[derive(rust_embed::Embed)]
 #[folder = "console/"]
@@ -39,6 +42,36 @@ static POLICY: LazyLock<String> = LazyLock::new(|| {
          form-action 'self'; frame-ancestors 'none'"
     )
 });
+
+/// `GET /console/personas`: in development, the demo personas with a token each, for the
+/// sign-in screen's picker (the same tokens `countersign serve` prints). Production has no
+/// such thing: 404.
+pub async fn personas(State(state): State<AppState>) -> Response {
+    if state.config.is_production() {
+        return (StatusCode::NOT_FOUND, "no such console file").into_response();
+    }
+    match demo::persona_tokens(&state.config.jwt) {
+        Ok(Some(tokens)) => axum::Json(
+            tokens
+                .into_iter()
+                .map(|(persona, token)| {
+                    serde_json::json!({
+                        "subject": persona.subject,
+                        "name": persona.name,
+                        "roles": persona.roles,
+                        "token": token,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Ok(None) => axum::Json(serde_json::json!([])).into_response(),
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "minting the demo personas' tokens");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
 
 /// `GET /`: the console's page.
 pub async fn page() -> Response {

@@ -28,6 +28,35 @@ pub struct Persona {
     pub roles: &'static [&'static str],
 }
 
+/// How long the demo personas' tokens last.
+pub const PERSONA_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// A dev token for each demo persona, signed with the configured secret (development only:
+/// callers check). `None` when there is no secret to sign with.
+pub fn persona_tokens(
+    jwt: &crate::config::JwtConfig,
+) -> anyhow::Result<Option<Vec<(&'static Persona, String)>>> {
+    if jwt.secret.is_none() {
+        return Ok(None);
+    }
+    let mut tokens = Vec::new();
+    for persona in &PERSONAS {
+        let roles: Vec<String> = persona.roles.iter().map(|r| (*r).to_owned()).collect();
+        let token = crate::auth::mint_token(
+            jwt,
+            persona.subject,
+            &roles,
+            PERSONA_TOKEN_TTL,
+            crate::auth::service::TokenProfile {
+                name: Some(persona.name.to_owned()),
+                email: Some(format!("{}@example.com", persona.subject)),
+            },
+        )?;
+        tokens.push((persona, token));
+    }
+    Ok(Some(tokens))
+}
+
 pub const PERSONAS: [Persona; 6] = [
     Persona {
         subject: "alice",

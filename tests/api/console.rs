@@ -5,7 +5,9 @@
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::spawn_app;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
 
 backend_tests! {
     async fn the_console_page_and_its_files_are_served_under_a_strict_policy(backend) {
@@ -44,5 +46,26 @@ backend_tests! {
         assert_eq!(app.get("/console/no-such.js").await.status(), 404);
         assert_eq!(app.get("/console/vendor.sh").await.status(), 404, "the refresh script is not served");
         assert_eq!(app.get("/console/%2e%2e/Cargo.toml").await.status(), 404);
+    }
+}
+
+backend_tests! {
+    async fn development_offers_the_demo_personas_and_production_does_not(backend) {
+        let app = spawn_app(backend).await;
+        let personas: serde_json::Value = app.get("/console/personas").await.json().await.unwrap();
+        let personas = personas.as_array().unwrap();
+        assert_eq!(personas.len(), 6);
+        for persona in personas {
+            let token = persona["token"].as_str().unwrap();
+            let viewer = app.graphql(Some(token), "{ viewer { subject roles } }", json!({})).await;
+            assert_eq!(viewer.expect_ok()["viewer"]["subject"], persona["subject"]);
+            assert_eq!(viewer.expect_ok()["viewer"]["roles"], persona["roles"]);
+        }
+        let production = spawn_app_with(backend, |config| {
+            config.environment = countersign::config::Environment::Production;
+            config.demo = countersign::config::DemoMode::Off;
+        })
+        .await;
+        assert_eq!(production.get("/console/personas").await.status(), 404);
     }
 }
