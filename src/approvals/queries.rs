@@ -20,6 +20,7 @@ use crate::access::requests::{
 };
 use crate::error::AppError;
 use crate::kernel::Viewer;
+use crate::kernel::page::{page_size, split_page};
 
 fn asker<'a>(viewer: &'a Viewer, grants: &'a Grants) -> Asker<'a> {
     Asker {
@@ -68,20 +69,6 @@ pub struct RequestFilter {
 pub struct Page {
     pub rows: Vec<(String, request::Model)>,
     pub has_next_page: bool,
-}
-
-pub const DEFAULT_PAGE: i32 = 20;
-pub const MAX_PAGE: i32 = 100;
-
-pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
-    let first = first.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&first) {
-        return Err(AppError::bad_input(
-            "first",
-            format!("first must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    Ok(u64::try_from(first).unwrap_or(20))
 }
 
 /// Rows after the cursor `(at, id)` in the list's order, as one row comparison
@@ -185,12 +172,11 @@ pub async fn list(
 }
 
 fn into_page(
-    mut rows: Vec<request::Model>,
+    rows: Vec<request::Model>,
     limit: u64,
     sort_value: impl Fn(&request::Model) -> DateTime<Utc>,
 ) -> Page {
-    let has_next_page = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let (rows, has_next_page) = split_page(rows, limit);
     Page {
         rows: rows
             .into_iter()

@@ -14,8 +14,6 @@ use crate::kernel::resolver::{db, page_cost, require_viewer};
 
 /// The complexity of `verifyAuditChain`: over half the limit, so an operation holds one.
 pub const VERIFY_CHAIN_COST: usize = 2_501;
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
 
 /// One entry of the audit log.
 pub struct AuditEventNode(audit_event::Model);
@@ -153,13 +151,7 @@ impl AuditQuery {
         let viewer = require_viewer(ctx)?;
         authorize_read(ctx, viewer, Action::AuditRead, None).await?;
         let db = db(ctx);
-        let first = first.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("first must be 1 to {MAX_PAGE}"),
-            ));
-        }
+        let limit = crate::kernel::page::page_size(first)?;
         let before = match after {
             None => None,
             Some(cursor) => Some(
@@ -185,8 +177,7 @@ impl AuditQuery {
             from: filter.from.map(|t| t.0),
             to: filter.to.map(|t| t.0),
         };
-        let (rows, more) =
-            service::list(db, &filter, u64::try_from(first).unwrap_or(20), before).await?;
+        let (rows, more) = service::list(db, &filter, limit, before).await?;
         let end_cursor = rows.last().map(|r| r.sequence.to_string());
         Ok(AuditEventConnection {
             edges: rows

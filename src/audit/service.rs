@@ -287,14 +287,12 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(before) = before {
         query = query.filter(audit_event::Column::Sequence.lt(before));
     }
-    let mut rows = query
+    let rows = query
         .order_by_desc(audit_event::Column::Sequence)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok((rows, more))
+    Ok(crate::kernel::page::split_page(rows, limit))
 }
 
 /// Events in sequence order from `after` (exclusive), a batch at a time: for exports that

@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod context;
 pub mod identity;
+pub mod page;
 pub mod resolver;
 pub mod timestamp;
 

@@ -356,12 +356,10 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(before) = before {
         query = query.filter(webhook_delivery::Column::Id.lt(before));
     }
-    let mut rows = query
+    let rows = query
         .order_by_desc(webhook_delivery::Column::Id)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok((rows, more))
+    Ok(crate::kernel::page::split_page(rows, limit))
 }

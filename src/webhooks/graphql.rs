@@ -19,9 +19,6 @@ use crate::events::bus::EventBus;
 use crate::kernel::Timestamp;
 use crate::kernel::resolver::{command_context, db, page_cost, require_viewer};
 
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
-
 /// Where the decisions go: an endpoint that receives signed events of the kinds it chose.
 #[derive(SimpleObject)]
 pub struct Webhook {
@@ -176,13 +173,7 @@ impl WebhooksQuery {
         after: Option<String>,
     ) -> error::Result<WebhookDeliveryConnection> {
         authorize_oversight(ctx, require_viewer(ctx)?).await?;
-        let first = first.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("first must be 1 to {MAX_PAGE}"),
-            ));
-        }
+        let limit = crate::kernel::page::page_size(first)?;
         let before = match after {
             None => None,
             Some(cursor) => Some(
@@ -199,7 +190,7 @@ impl WebhooksQuery {
             db(ctx),
             filter.status.map(WebhookDeliveryStatus::as_str),
             endpoint,
-            u64::try_from(first).unwrap_or(20),
+            limit,
             before,
         )
         .await?;

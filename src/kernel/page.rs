@@ -1,0 +1,27 @@
+//! Keyset pages, the same for every list: `first` is 1 to [`MAX_PAGE`] (default
+//! [`DEFAULT_PAGE`]), and a query reads one row more than it returns to know whether
+//! another page follows. (`resolver::page_cost` prices a page by the same bounds.)
+
+use crate::error::AppError;
+
+pub const DEFAULT_PAGE: i32 = 20;
+pub const MAX_PAGE: i32 = 100;
+
+/// How many rows a page holds, or BAD_USER_INPUT on `first`.
+pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(AppError::bad_input(
+            "first",
+            format!("first must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(u64::try_from(first).unwrap_or(20))
+}
+
+/// Rows read with `LIMIT limit + 1`, cut to the page, and whether a next page exists.
+pub fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    (rows, more)
+}
