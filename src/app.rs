@@ -20,7 +20,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::approvals::feed::RequestFeed;
@@ -30,7 +29,7 @@ use crate::db;
 use crate::demo::{self, Seeded};
 use crate::events::bus::EventBus;
 pub use crate::graphql::AppState;
-use crate::graphql::{self, graphiql, handlers};
+use crate::graphql::{self, handlers};
 use crate::jobs::Jobs;
 use crate::kernel::Clock;
 use crate::telemetry::{self, Metrics};
@@ -90,16 +89,6 @@ impl App {
         });
         db::migrate_on_start(&db).await?;
         let seeded = demo::seed(&db, &clock, config.demo, config.environment).await?;
-        if let Some(dir) = &config.graphiql_assets {
-            let missing: Vec<_> = graphiql::ASSET_FILES
-                .iter()
-                .filter(|(file, _)| !dir.join(file).is_file())
-                .map(|(file, _)| *file)
-                .collect();
-            if !missing.is_empty() {
-                tracing::warn!(dir = %dir.display(), ?missing, "GraphiQL assets are incomplete");
-            }
-        }
 
         let listener = TcpListener::bind(&config.bind)
             .await
@@ -210,7 +199,7 @@ impl App {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+    let router = Router::new()
         .route(
             "/graphql",
             get(handlers::graphiql).post(handlers::graphql_post),
@@ -222,9 +211,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
-    if let Some(dir) = &state.config.graphiql_assets {
-        router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
-    }
     let metrics = state.metrics.clone();
     router
         .route_layer(axum::middleware::from_fn_with_state(metrics, track))

@@ -2,6 +2,7 @@
 //! (`Viewer`, `Identity`) lives in `kernel::identity`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The claims Countersign reads from a token. `iss` and `aud` are checked by the verifier
 /// itself and are not needed afterwards.
@@ -16,12 +17,93 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// A string or a list of strings (identity providers send either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
+    /// Everything else, where the roles claim is looked up (its place is configured).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Why a token's roles claim cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MalformedRoles;
+
+impl Claims {
+    /// The roles at `path` (a dotted claim path, split). A token without the claim has no
+    /// roles; one whose claim is not a list of strings is refused rather than guessed at.
+    pub fn roles_at(&self, path: &[String]) -> Result<Vec<String>, MalformedRoles> {
+        let Some((first, rest)) = path.split_first() else {
+            return Ok(Vec::new());
+        };
+        let mut value = match self.other.get(first) {
+            Some(value) => value,
+            None => return Ok(Vec::new()),
+        };
+        for segment in rest {
+            match value {
+                Value::Object(map) => match map.get(segment) {
+                    Some(inner) => value = inner,
+                    None => return Ok(Vec::new()),
+                },
+                _ => return Err(MalformedRoles),
+            }
+        }
+        match value {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned).ok_or(MalformedRoles))
+                .collect(),
+            _ => Err(MalformedRoles),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(other: Value) -> Claims {
+        let mut value = serde_json::json!({ "sub": "u", "exp": 1 });
+        if let (Value::Object(map), Value::Object(extra)) = (&mut value, other) {
+            map.extend(extra);
+        }
+        serde_json::from_value(value).expect("claims")
+    }
+
+    fn path(dotted: &str) -> Vec<String> {
+        dotted.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn roles_are_read_from_a_nested_claim() {
+        let c = claims(serde_json::json!({ "realm_access": { "roles": ["finance", "ops"] } }));
+        assert_eq!(
+            c.roles_at(&path("realm_access.roles")),
+            Ok(vec!["finance".into(), "ops".into()])
+        );
+        assert_eq!(c.roles_at(&path("roles")), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_missing_claim_means_no_roles_and_a_malformed_one_is_refused() {
+        let c =
+            claims(serde_json::json!({ "groups": "finance", "roles": [1], "a": { "b": null } }));
+        assert_eq!(c.roles_at(&path("realm_access.roles")), Ok(vec![]));
+        assert_eq!(c.roles_at(&path("a.b")), Ok(vec![]));
+        assert_eq!(c.roles_at(&path("groups")), Err(MalformedRoles));
+        assert_eq!(c.roles_at(&path("roles")), Err(MalformedRoles));
+        assert_eq!(c.roles_at(&path("groups.x")), Err(MalformedRoles));
+    }
+
+    #[test]
+    fn an_audience_may_be_a_list() {
+        let c = claims(serde_json::json!({ "aud": ["countersign", "other"] }));
+        assert!(c.aud.is_some());
+    }
 }

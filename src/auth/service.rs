@@ -46,6 +46,8 @@ pub enum AuthError {
     IssuedInTheFuture,
     #[error("the token has an empty subject")]
     EmptySubject,
+    #[error("the token's roles claim is not a list of strings")]
+    MalformedRoles,
     #[error("the token was refused: {0}")]
     Refused(#[from] super::users::Refusal),
 }
@@ -81,6 +83,7 @@ pub struct JwtVerifier {
     issuer: String,
     audience: String,
     max_lifetime: Duration,
+    roles_claim: Vec<String>,
 }
 
 impl JwtVerifier {
@@ -112,6 +115,7 @@ impl JwtVerifier {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             max_lifetime: config.max_lifetime,
+            roles_claim: config.roles_claim.clone(),
         })
     }
 
@@ -155,11 +159,14 @@ impl JwtVerifier {
         if claims.sub.trim().is_empty() {
             return Err(AuthError::EmptySubject);
         }
+        let roles = claims
+            .roles_at(&self.roles_claim)
+            .map_err(|_| AuthError::MalformedRoles)?;
         Ok(Viewer {
             subject: claims.sub,
             name: claims.name,
             email: claims.email,
-            roles: claims.roles,
+            roles,
             issued_at: DateTime::from_timestamp(iat, 0),
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
         })
@@ -320,6 +327,20 @@ pub struct TokenProfile {
     pub email: Option<String>,
 }
 
+/// `roles` placed at the configured claim path, so a dev token reads back the same way.
+fn roles_claim(path: &[String], roles: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    let mut value = serde_json::Value::from(roles.to_vec());
+    for segment in path.iter().rev() {
+        let mut object = serde_json::Map::new();
+        object.insert(segment.clone(), value);
+        value = serde_json::Value::Object(object);
+    }
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// Signs an HS256 token with the configured secret: for development, the demo personas
 /// and tests. Production identity providers mint their own.
 pub fn mint_token(
@@ -337,10 +358,10 @@ pub fn mint_token(
         iat: Some(now),
         nbf: None,
         iss: Some(config.issuer.clone()),
-        aud: Some(config.audience.clone()),
+        aud: Some(config.audience.clone().into()),
         name: profile.name,
         email: profile.email,
-        roles: roles.to_vec(),
+        other: roles_claim(&config.roles_claim, roles),
     };
     let secret = config.secret.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
@@ -371,6 +392,7 @@ mod tests {
             audience: "countersign".into(),
             max_lifetime: Duration::from_secs(12 * 3600),
             jwks_refresh: Duration::from_secs(30),
+            roles_claim: vec!["roles".into()],
         }
     }
 

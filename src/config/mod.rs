@@ -40,8 +40,6 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Whether to seed the demo policies and permissions.
     pub demo: DemoMode,
-    /// A local copy of GraphiQL's scripts, for networks without internet access.
-    pub graphiql_assets: Option<PathBuf>,
     /// Origins (scheme://host[:port]) whose pages may open WebSockets, besides the server's
     /// own. `*` allows any, and is refused in production.
     pub allowed_origins: Vec<String>,
@@ -117,6 +115,26 @@ pub struct JwtConfig {
     pub max_lifetime: Duration,
     /// How often, at most, the JWKS file is re-read for an unknown `kid`.
     pub jwks_refresh: Duration,
+    /// Where in the token the roles are: the path's segments, e.g. `["realm_access",
+    /// "roles"]` for Keycloak's `realm_access.roles`.
+    pub roles_claim: Vec<String>,
+}
+
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+
+/// `COUNTERSIGN_JWT_ROLES_CLAIM`: a dotted path of claim names, none empty.
+pub fn parse_roles_claim(path: &str) -> anyhow::Result<Vec<String>> {
+    let segments: Vec<String> = path.trim().split('.').map(str::to_owned).collect();
+    if segments
+        .iter()
+        .any(|s| s.trim().is_empty() || s.trim() != s)
+    {
+        bail!(
+            "COUNTERSIGN_JWT_ROLES_CLAIM must be a dotted path of claim names such as \
+             `roles`, `groups` or `realm_access.roles`, not `{path}`"
+        );
+    }
+    Ok(segments)
 }
 
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -159,7 +177,6 @@ impl fmt::Debug for Config {
             .field("environment", &self.environment)
             .field("jwt", &self.jwt)
             .field("demo", &self.demo)
-            .field("graphiql_assets", &self.graphiql_assets)
             .field("allowed_origins", &self.allowed_origins)
             .field("expiry_sweep", &self.expiry_sweep)
             .field("background_jobs", &self.background_jobs)
@@ -315,6 +332,11 @@ impl Config {
         let duration = |name: &str, default: Duration| vars.duration(name, default);
         let max_lifetime = duration("COUNTERSIGN_JWT_MAX_LIFETIME", DEFAULT_MAX_TOKEN_LIFETIME)?;
         let jwks_refresh = duration("COUNTERSIGN_JWT_JWKS_REFRESH", DEFAULT_JWKS_REFRESH)?;
+        let roles_claim = parse_roles_claim(
+            var("COUNTERSIGN_JWT_ROLES_CLAIM")
+                .as_deref()
+                .unwrap_or(DEFAULT_ROLES_CLAIM),
+        )?;
         let expiry_sweep = duration("COUNTERSIGN_EXPIRY_SWEEP", DEFAULT_EXPIRY_SWEEP)?;
         let ws_send_timeout = duration("COUNTERSIGN_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT)?;
 
@@ -322,7 +344,6 @@ impl Config {
         let max_aliases = count("COUNTERSIGN_MAX_ALIASES", DEFAULT_MAX_ALIASES)?;
         let max_fields = count("COUNTERSIGN_MAX_FIELDS", DEFAULT_MAX_FIELDS)?;
 
-        let graphiql_assets = var("COUNTERSIGN_GRAPHIQL_ASSETS").map(PathBuf::from);
         let allowed_origins: Vec<String> = var("COUNTERSIGN_ALLOWED_ORIGINS")
             .map(|list| {
                 list.split(',')
@@ -349,12 +370,12 @@ impl Config {
                 audience: audience.unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
                 max_lifetime,
                 jwks_refresh,
+                roles_claim,
             },
             demo: match environment {
                 Environment::Production => DemoMode::Off,
                 Environment::Development => demo,
             },
-            graphiql_assets,
             allowed_origins,
             expiry_sweep,
             background_jobs: true,

@@ -89,9 +89,16 @@ fn asset(path: &str) -> Response {
     };
     let mime = match path.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
+        Some("md") | Some("txt") => "text/plain; charset=utf-8",
+        _ if path.contains("LICENSE")
+            || path.ends_with("VERSIONS")
+            || path.ends_with("SHA256SUMS") =>
+        {
+            "text/plain; charset=utf-8"
+        }
         _ => "application/octet-stream",
     };
     let mut response = (
@@ -115,4 +122,22 @@ fn asset(path: &str) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphql::graphiql;
+
+    #[test]
+    fn graphiqls_embedded_files_match_their_pinned_hashes() {
+        for (file, integrity) in graphiql::ASSETS {
+            let path = format!("vendor/graphiql/{file}");
+            let embedded = Assets::get(&path).unwrap_or_else(|| panic!("{path} is embedded"));
+            let digest = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha384::digest(&embedded.data));
+            assert_eq!(format!("sha384-{digest}"), integrity, "{path}");
+            assert!(graphiql::ASSETS_PATH.ends_with("/vendor/graphiql"));
+        }
+    }
 }

@@ -1,105 +1,54 @@
 //! The GraphiQL page served on `GET /graphql`.
 //!
-//! Scripts load from a CDN by default. `COUNTERSIGN_GRAPHIQL_ASSETS` may name a directory
-//! holding the same four files for networks without internet access; they are served under
-//! [`ASSETS_PATH`]. When something cannot load, the page says what is missing instead of
+//! Its scripts are the console's vendored copies (`console/vendor/graphiql/`, embedded in
+//! the binary and served under [`ASSETS_PATH`]), so GraphiQL works on a network without
+//! internet access; nothing comes from a CDN. Each file is pinned by its sha384
+//! (`integrity`). When something cannot load, the page says what is missing instead of
 //! rendering blank. A token given as `#token=…` in the URL is put into the Authorization
 //! header (the fragment never reaches the server or its logs).
 
-use std::path::Path;
+/// Where the files are served (by the console's file handler).
+pub const ASSETS_PATH: &str = "/console/vendor/graphiql";
 
-/// Where a local copy of the assets is served.
-pub const ASSETS_PATH: &str = "/graphiql/assets";
-
-/// The files a local copy must hold, and where each comes from on the CDN.
-pub const ASSET_FILES: [(&str, &str); 4] = [
+/// The files, and the sha384 of each (`openssl dgst -sha384 -binary FILE | base64` of the
+/// file from `npm pack react@18.3.1 react-dom@18.3.1 graphiql@3.8.3`): the browser refuses
+/// a script or stylesheet that differs. A console test checks them against the embedded
+/// copies.
+pub const ASSETS: [(&str, &str); 4] = [
     (
         "react.production.min.js",
-        "https://unpkg.com/react@18.3.1/umd/react.production.min.js",
+        "sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z",
     ),
     (
         "react-dom.production.min.js",
-        "https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js",
+        "sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1",
     ),
     (
         "graphiql.min.js",
-        "https://unpkg.com/graphiql@3.8.3/graphiql.min.js",
+        "sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie",
     ),
     (
         "graphiql.min.css",
-        "https://unpkg.com/graphiql@3.8.3/graphiql.min.css",
+        "sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM",
     ),
 ];
 
-/// Subresource integrity of each file in [`ASSET_FILES`], in the same order: the browser
-/// refuses a script or stylesheet that differs, from the CDN or from a local copy alike.
-/// The hashes are of the files in the npm packages (`npm pack react@18.3.1
-/// react-dom@18.3.1 graphiql@3.8.3`, `openssl dgst -sha384 -binary FILE | base64`), which
-/// unpkg serves unchanged.
-pub const ASSET_INTEGRITY: [&str; 4] = [
-    "sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z",
-    "sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1",
-    "sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie",
-    "sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM",
-];
-
-/// Renders the page. `local_assets` is the configured directory, if any.
-pub fn page(local_assets: Option<&Path>) -> String {
-    let (urls, source, missing): (Vec<String>, String, Vec<&str>) = match local_assets {
-        None => (
-            ASSET_FILES.iter().map(|(_, cdn)| (*cdn).to_owned()).collect(),
-            "unpkg.com (set COUNTERSIGN_GRAPHIQL_ASSETS to a local directory without internet access)"
-                .to_owned(),
-            Vec::new(),
-        ),
-        Some(dir) => (
-            ASSET_FILES
-                .iter()
-                .map(|(file, _)| format!("{ASSETS_PATH}/{file}"))
-                .collect(),
-            format!("COUNTERSIGN_GRAPHIQL_ASSETS={}", dir.display()),
-            ASSET_FILES
-                .iter()
-                .filter(|(file, _)| !dir.join(file).is_file())
-                .map(|(file, _)| *file)
-                .collect(),
-        ),
-    };
-    let missing_html = if missing.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p><strong>Missing from the local GraphiQL assets:</strong> {}</p>",
-            html_escape(&missing.join(", "))
-        )
-    };
-    let needed = ASSET_FILES
+/// Renders the page.
+pub fn page() -> String {
+    let url = |i: usize| format!("{ASSETS_PATH}/{}", ASSETS[i].0);
+    let needed = ASSETS
         .iter()
-        .map(|(file, cdn)| format!("<li><code>{file}</code> from <code>{cdn}</code></li>"))
+        .map(|(file, _)| format!("<li><code>{ASSETS_PATH}/{file}</code></li>"))
         .collect::<String>();
-
-    PAGE.replace("{{react}}", &urls[0])
-        .replace("{{react_dom}}", &urls[1])
-        .replace("{{graphiql_js}}", &urls[2])
-        .replace("{{graphiql_css}}", &urls[3])
-        .replace("{{react_sri}}", ASSET_INTEGRITY[0])
-        .replace("{{react_dom_sri}}", ASSET_INTEGRITY[1])
-        .replace("{{graphiql_js_sri}}", ASSET_INTEGRITY[2])
-        .replace("{{graphiql_css_sri}}", ASSET_INTEGRITY[3])
-        .replace("{{source}}", &html_escape(&source))
-        .replace("{{missing}}", &missing_html)
+    PAGE.replace("{{react}}", &url(0))
+        .replace("{{react_dom}}", &url(1))
+        .replace("{{graphiql_js}}", &url(2))
+        .replace("{{graphiql_css}}", &url(3))
+        .replace("{{react_sri}}", ASSETS[0].1)
+        .replace("{{react_dom_sri}}", ASSETS[1].1)
+        .replace("{{graphiql_js_sri}}", ASSETS[2].1)
+        .replace("{{graphiql_css_sri}}", ASSETS[3].1)
         .replace("{{needed}}", &needed)
-        .replace(
-            "{{missing_class}}",
-            if missing.is_empty() { "hidden" } else { "" },
-        )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const PAGE: &str = r##"<!doctype html>
@@ -122,11 +71,10 @@ const PAGE: &str = r##"<!doctype html>
   </script>
 </head>
 <body>
-  <div id="problem" class="{{missing_class}}">
+  <div id="problem" class="hidden">
     <h1>GraphiQL could not load</h1>
-    {{missing}}
     <p id="failed"></p>
-    <p>Scripts are loaded from {{source}}. GraphiQL needs these files:</p>
+    <p>GraphiQL needs these files, served by this server:</p>
     <ul>{{needed}}</ul>
     <p>The API itself works without them: <code>POST /graphql</code> with
        <code>Authorization: Bearer &lt;token&gt;</code>.</p>
@@ -177,22 +125,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_page_loads_from_the_cdn() {
-        let html = page(None);
-        assert!(html.contains("https://unpkg.com/graphiql@3.8.3/graphiql.min.js"));
+    fn the_page_loads_only_from_this_server() {
+        let html = page();
+        assert!(html.contains("/console/vendor/graphiql/graphiql.min.js"));
+        assert!(!html.contains("unpkg.com"));
         assert!(!html.contains("{{"), "every placeholder is filled");
-    }
-
-    #[test]
-    fn a_local_copy_that_misses_files_says_which() {
-        let dir = std::env::temp_dir().join(format!("cs-graphiql-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("graphiql.min.js"), "x").unwrap();
-        let html = page(Some(&dir));
-        assert!(html.contains("/graphiql/assets/graphiql.min.js"));
-        assert!(
-            html.contains("react.production.min.js, react-dom.production.min.js, graphiql.min.css")
-        );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

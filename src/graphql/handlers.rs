@@ -150,8 +150,8 @@ async fn answer(
 }
 
 /// `GET /graphql`: the GraphiQL page.
-pub async fn graphiql(State(state): State<AppState>) -> Html<String> {
-    Html(graphiql::page(state.config.graphiql_assets.as_deref()))
+pub async fn graphiql() -> Html<String> {
+    Html(graphiql::page())
 }
 
 /// `GET /graphql/ws`: graphql-transport-ws (and the legacy graphql-ws). The token travels

@@ -169,6 +169,7 @@ pub fn test_jwt_config() -> JwtConfig {
         audience: TEST_AUDIENCE.into(),
         max_lifetime: countersign::config::DEFAULT_MAX_TOKEN_LIFETIME,
         jwks_refresh: countersign::config::DEFAULT_JWKS_REFRESH,
+        roles_claim: vec!["roles".into()],
     }
 }
 
@@ -180,7 +181,6 @@ pub fn test_config(database_url: &str) -> Config {
         environment: Environment::Development,
         jwt: test_jwt_config(),
         demo: DemoMode::OnEmptyDatabase,
-        graphiql_assets: None,
         allowed_origins: Vec::new(),
         expiry_sweep: std::time::Duration::from_millis(200),
         background_jobs: true,

@@ -212,4 +212,40 @@ backend_tests! {
         string_nbf["nbf"] = json!(now().to_string());
         assert!(!accepted(&app, &sign(Algorithm::RS256, "rsa-a.key.pem", None, &string_nbf)).await);
     }
+
+    async fn roles_come_from_the_configured_claim_path_and_audiences_may_be_lists(backend) {
+        let pem = fixture("rsa-a.pub.pem");
+        let app = spawn_app_with(backend, move |config| {
+            config.jwt.public_key_pem = Some(pem);
+            config.jwt.algorithms = vec![Algorithm::RS256];
+            config.jwt.roles_claim = vec!["realm_access".into(), "roles".into()];
+        })
+        .await;
+        let roles_of = |claims: Value| {
+            let token = sign(Algorithm::RS256, "rsa-a.key.pem", None, &claims);
+            let app = &app;
+            async move {
+                let response = app.graphql(Some(&token), "{ viewer { roles } }", json!({})).await;
+                match response.status {
+                    200 => Some(response.expect_ok()["viewer"]["roles"].clone()),
+                    _ => {
+                        assert_eq!(response.error_code(), Some("UNAUTHENTICATED"));
+                        None
+                    }
+                }
+            }
+        };
+        let mut keycloak = claims();
+        keycloak["realm_access"] = json!({ "roles": ["finance", "offline_access"] });
+        keycloak["aud"] = json!([TEST_AUDIENCE, "account"]);
+        assert_eq!(roles_of(keycloak).await, Some(json!(["finance", "offline_access"])));
+        // The top-level `roles` is not where this deployment's provider puts them.
+        assert_eq!(roles_of(claims()).await, Some(json!([])));
+        let mut malformed = claims();
+        malformed["realm_access"] = json!({ "roles": "admin" });
+        assert_eq!(roles_of(malformed).await, None);
+        let mut other_audience = claims();
+        other_audience["aud"] = json!(["account"]);
+        assert_eq!(roles_of(other_audience).await, None);
+    }
 }
