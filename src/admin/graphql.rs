@@ -1,11 +1,12 @@
-//! `rolePermissions`, `grantPermission`, `revokePermission`, `disableUser`, `enableUser`,
-//! `revokeSessions`: access administration, for admins.
+//! `rolePermissions`, `users`, `grantPermission`, `revokePermission`, `disableUser`,
+//! `enableUser`, `revokeSessions`: access administration, for admins.
 
 use std::sync::Arc;
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use entity::{role_permission, user};
 
+use super::accounts::{self, AccountFilter};
 use super::grants::{ChangeGrant, GrantChange};
 use super::users::{ChangeUser, UserChange};
 use crate::access::grants::role_grants;
@@ -14,7 +15,7 @@ use crate::command;
 use crate::error::{self, AppError};
 use crate::events::bus::{BusEvent, EventBus};
 use crate::kernel::Timestamp;
-use crate::kernel::resolver::{command_context, db, require_viewer};
+use crate::kernel::resolver::{command_context, db, page_cost, require_viewer};
 
 /// One grant of an action to a role.
 #[derive(SimpleObject)]
@@ -62,6 +63,67 @@ impl AdminQuery {
         authorize_read(ctx, viewer, Action::AccessManage, None).await?;
         convert(role_grants(db(ctx), role.trim()).await?)
     }
+
+    /// The accounts seen so far (anyone who has made a request, or been disabled before
+    /// they did), by subject, keyset-paginated; `first` ≤ 100. Admins only.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<UserAccountFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> error::Result<UserAccountConnection> {
+        let viewer = require_viewer(ctx)?;
+        authorize_read(ctx, viewer, Action::AccessManage, None).await?;
+        let filter = filter.unwrap_or_default();
+        let filter = AccountFilter {
+            search: filter.search,
+            disabled: filter.disabled,
+        };
+        let (rows, has_next_page) = accounts::list(db(ctx), filter, first, after).await?;
+        let end_cursor = rows.last().map(|row| row.subject.clone());
+        Ok(UserAccountConnection {
+            edges: rows
+                .into_iter()
+                .map(|row| UserAccountEdge {
+                    cursor: row.subject.clone(),
+                    node: row.into(),
+                })
+                .collect(),
+            page_info: UserAccountPageInfo {
+                has_next_page,
+                end_cursor,
+            },
+        })
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct UserAccountFilter {
+    /// Case-insensitive text in the subject, name or email.
+    search: Option<String>,
+    /// Only disabled (true) or only enabled (false) accounts.
+    disabled: Option<bool>,
+}
+
+#[derive(SimpleObject)]
+pub struct UserAccountConnection {
+    edges: Vec<UserAccountEdge>,
+    page_info: UserAccountPageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct UserAccountEdge {
+    /// Pass as `after` to continue after this account.
+    cursor: String,
+    node: UserAccount,
+}
+
+#[derive(SimpleObject)]
+pub struct UserAccountPageInfo {
+    has_next_page: bool,
+    end_cursor: Option<String>,
 }
 
 #[derive(InputObject)]

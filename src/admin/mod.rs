@@ -4,6 +4,7 @@
 //!
 //! The rules these change are read by `access` (grants) and `auth` (standing).
 
+pub mod accounts;
 pub mod grants;
 pub mod graphql;
 pub mod users;

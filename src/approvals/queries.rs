@@ -20,7 +20,7 @@ use crate::access::requests::{
 };
 use crate::error::AppError;
 use crate::kernel::Viewer;
-use crate::kernel::page::{page_size, split_page};
+use crate::kernel::page::{contains_pattern, escape_like, page_size, split_page};
 
 fn asker<'a>(viewer: &'a Viewer, grants: &'a Grants) -> Asker<'a> {
     Asker {
@@ -140,7 +140,7 @@ pub async fn list(
         query = query.filter(request::Column::CreatedAt.lt(before));
     }
     if let Some(search) = filter.search.filter(|s| !s.trim().is_empty()) {
-        let pattern = format!("%{}%", escape_like(&search.trim().to_lowercase()));
+        let pattern = contains_pattern(&search);
         query = query.filter(
             Expr::expr(Func::lower(Expr::col(request::Column::Title)))
                 .like(LikeExpr::new(pattern).escape('\\')),
@@ -184,13 +184,6 @@ fn into_page(
             .collect(),
         has_next_page,
     }
-}
-
-fn escape_like(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 /// What the viewer may see and decide now — pending, before its deadline, at a stage

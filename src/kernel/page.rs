@@ -19,6 +19,20 @@ pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
     Ok(u64::try_from(first).unwrap_or(20))
 }
 
+/// A `LIKE` pattern (escape character `\`) matching `text` anywhere, for comparing with a
+/// lower-cased column: case-insensitive, and `%` or `_` in the text match only themselves.
+pub fn contains_pattern(text: &str) -> String {
+    format!("%{}%", escape_like(&text.trim().to_lowercase()))
+}
+
+/// `value` for a `LIKE` pattern whose escape character is `\`: its `%` and `_` match only themselves.
+pub fn escape_like(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// Rows read with `LIMIT limit + 1`, cut to the page, and whether a next page exists.
 pub fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
     let more = rows.len() as u64 > limit;

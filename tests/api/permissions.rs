@@ -135,6 +135,31 @@ backend_tests! {
         assert_eq!(app.graphql(Some(&token), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
     }
 
+    async fn admins_list_accounts_by_subject_with_search_and_standing(backend) {
+        let app = spawn_app(backend).await;
+        for persona in [Persona::Alice, Persona::Bob, Persona::Carol] {
+            app.graphql_as(persona, VIEWER, json!({})).await.expect_ok();
+        }
+        app.graphql_as(Persona::Grace, DISABLE, json!({ "input": { "subject": "carol", "reason": "on leave" } })).await.expect_ok();
+        const USERS: &str = "query($filter: UserAccountFilter, $after: String, $first: Int) { users(filter: $filter, first: $first, after: $after) { edges { cursor node { subject name disabledReason } } pageInfo { hasNextPage endCursor } } }";
+        let subjects = |data: &Value| -> Vec<String> {
+            data["users"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["subject"].as_str().unwrap().to_owned()).collect()
+        };
+        let first = app.graphql_as(Persona::Grace, USERS, json!({ "first": 2 })).await.expect_ok().clone();
+        assert_eq!(subjects(&first), ["alice", "bob"]);
+        assert_eq!(first["users"]["pageInfo"]["hasNextPage"], true);
+        let next = app.graphql_as(Persona::Grace, USERS, json!({ "first": 2, "after": first["users"]["pageInfo"]["endCursor"] })).await.expect_ok().clone();
+        assert_eq!(subjects(&next), ["carol", "grace"]);
+        let found = app.graphql_as(Persona::Grace, USERS, json!({ "filter": { "search": "ALI" } })).await.expect_ok().clone();
+        assert_eq!(subjects(&found), ["alice"]);
+        let literal = app.graphql_as(Persona::Grace, USERS, json!({ "filter": { "search": "%" } })).await.expect_ok().clone();
+        assert_eq!(subjects(&literal), Vec::<String>::new(), "% matches only itself");
+        let disabled = app.graphql_as(Persona::Grace, USERS, json!({ "filter": { "disabled": true } })).await.expect_ok().clone();
+        assert_eq!(disabled["users"]["edges"][0]["node"], json!({ "subject": "carol", "name": "carol (test)", "disabledReason": "on leave" }));
+        assert_eq!(app.graphql_as(Persona::Bob, USERS, json!({})).await.error_code(), Some("FORBIDDEN"));
+        assert_eq!(app.graphql_as(Persona::Grace, USERS, json!({ "first": 101 })).await.error_code(), Some("BAD_USER_INPUT"));
+    }
+
     async fn every_command_is_allowed_exactly_where_the_permission_table_says(backend) {
         let app = spawn_app(backend).await;
         // (persona, may submit, may upsert policies, may manage access)
