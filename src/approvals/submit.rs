@@ -164,9 +164,28 @@ fn check_payload_schema(schema: &Value, payload: &Value) -> Result<(), AppError>
             format!(" at {at}")
         };
         return Err(AppError::bad_input(
-            "payload",
+            &payload_field(&error),
             format!("payload does not match the policy's schema{at}: {error}"),
         ));
     }
     Ok(())
+}
+
+/// Where in the payload the error is, as a dotted `field` (`payload.orderId`), so a form
+/// can show it on the input it belongs to. A missing required property is named too,
+/// though the schema reports it on the object that lacks it.
+fn payload_field(error: &jsonschema::ValidationError<'_>) -> String {
+    let mut field = String::from("payload");
+    let pointer = error.instance_path().to_string();
+    for segment in pointer.split('/').skip(1) {
+        field.push('.');
+        field.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+    }
+    if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
+        if let Some(name) = property.as_str() {
+            field.push('.');
+            field.push_str(name);
+        }
+    }
+    field
 }

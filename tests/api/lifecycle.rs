@@ -171,8 +171,8 @@ backend_tests! {
             (json!({ "title": "x".repeat(100_000) }), "title"),
             (json!({ "title": "" }), "title"),
             (json!({ "description": "x".repeat(10_001) }), "description"),
-            (json!({ "payload": { "customerId": "c-1" } }), "payload"),
-            (json!({ "payload": { "orderId": 42 } }), "payload"),
+            (json!({ "payload": { "customerId": "c-1" } }), "payload.orderId"),
+            (json!({ "payload": { "orderId": 42 } }), "payload.orderId"),
             (json!({ "payload": { "orderId": "o", "blob": "x".repeat(70_000) } }), "payload"),
             (json!({ "idempotencyKey": "" }), "idempotencyKey"),
         ];
