@@ -1,89 +1,214 @@
-// The ops console: a client of the public GraphQL API and nothing else. The token lives
-// in memory only (never localStorage), so closing the tab signs out.
-import { h, render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
-import htm from 'htm';
+// The ops console: a client of the public GraphQL API and nothing else. The token lives in
+// memory only (never localStorage), so closing the tab signs out.
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { graphql, onUnauthenticated, sentence } from './api.js';
+import { createHub, startLive } from './live.js';
+import { completeSignIn, renew, signInRedirect } from './oidc.js';
+import { MyQueue, AllRequests } from './lists.js';
+import { RequestDetail } from './detail.js';
+import { NewRequest, mayFile } from './new-request.js';
+import { Admin, POLICY_FIELDS } from './admin.js';
+import { AuditLog, Operations } from './audit.js';
+import { html } from './ui.js';
 
-const html = htm.bind(h);
+const VIEWER = `{ viewer { subject name email roles permissions { action policy } } policies { ${POLICY_FIELDS} } }`;
 
-async function graphql(token, query, variables = {}) {
-  const response = await fetch('/graphql', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await response.json();
-  if (body.errors && body.errors.length) {
-    const error = new Error(body.errors[0].message);
-    error.code = body.errors[0].extensions && body.errors[0].extensions.code;
-    throw error;
+/** The token's `exp` (seconds), read only to warn before it lapses; the server verifies it. */
+function expiryOf(token) {
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    return typeof payload.exp === 'number' ? payload.exp * 1000 : null;
+  } catch {
+    return null;
   }
-  return body.data;
 }
 
-/** The demo personas and their tokens: development servers only (production answers 404). */
-function usePersonas() {
-  const [personas, setPersonas] = useState([]);
+function useRoute() {
+  const read = () => (location.hash.replace(/^#\/?/, '') || 'queue').split('/');
+  const [route, setRoute] = useState(read);
   useEffect(() => {
-    fetch('/console/personas')
-      .then((response) => (response.ok ? response.json() : []))
-      .then(setPersonas)
-      .catch(() => setPersonas([]));
+    const changed = () => setRoute(read());
+    addEventListener('hashchange', changed);
+    return () => removeEventListener('hashchange', changed);
   }, []);
-  return personas;
+  return route;
 }
 
-function SignIn({ onSignedIn }) {
+function SignIn({ settings, onToken, notice }) {
   const [token, setToken] = useState('');
   const [error, setError] = useState(null);
-  const personas = usePersonas();
+  const [busy, setBusy] = useState(false);
+  const personas = settings.personas ? settings.personaList : [];
   const signIn = async (candidate) => {
+    setBusy(true);
+    setError(null);
+    const problem = await onToken(candidate.trim());
+    setBusy(false);
+    if (problem) setError(problem);
+  };
+  const provider = async () => {
+    setError(null);
     try {
-      const data = await graphql(candidate, '{ viewer { subject name roles } }');
-      onSignedIn({ token: candidate, viewer: data.viewer });
+      await signInRedirect(settings.oidc);
     } catch (err) {
-      setError(err.code === 'UNAUTHENTICATED'
-        ? 'That token was not accepted: it may have expired. Ask for a new one.'
-        : 'Could not sign in. Try again in a moment.');
+      setError(err.message);
     }
   };
-  const submit = (event) => {
-    event.preventDefault();
-    signIn(token.trim());
-  };
-  return html`<form onSubmit=${submit}>
+  return html`<main id="main" class="signin">
     <h1>Sign in to Countersign</h1>
+    ${notice && html`<p class="notice" role="alert">${notice}</p>`}
+    ${settings.oidc && html`<p><button type="button" onClick=${provider}>Sign in with your organisation account</button></p>`}
     ${personas.length > 0 && html`<section aria-labelledby="personas">
       <h2 id="personas">Demo people (development only)</h2>
       <ul class="personas">
         ${personas.map((p) => html`<li key=${p.subject}>
-          <button type="button" class="secondary" onClick=${() => signIn(p.token)}>
+          <button type="button" class="secondary" disabled=${busy} onClick=${() => signIn(p.token)}>
             ${p.name} <small>(${p.roles.join(', ')})</small>
           </button>
         </li>`)}
       </ul>
     </section>`}
-    <label for="token">Paste your access token</label>
-    <textarea id="token" value=${token} onInput=${(e) => setToken(e.target.value)} required></textarea>
-    ${error && html`<p class="error" role="alert">${error}</p>`}
-    <button type="submit">Sign in</button>
-  </form>`;
+    <form onSubmit=${(e) => { e.preventDefault(); signIn(token); }}>
+      <label for="token">Paste your access token</label>
+      <textarea id="token" value=${token} onInput=${(e) => setToken(e.target.value)} required></textarea>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <button type="submit" disabled=${busy}>Sign in</button>
+    </form>
+  </main>`;
 }
 
-function App() {
-  const [session, setSession] = useState(null);
-  if (!session) {
-    return html`<${SignIn} onSignedIn=${setSession} />`;
-  }
+const LIVE_LABEL = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' };
+
+function Shell({ session, hub, live, policies, setPolicies, onSignOut }) {
+  const route = useRoute();
   const { viewer } = session;
-  return html`<header>
-    <h1>Countersign</h1>
-    <span>Signed in as <strong>${viewer.name || viewer.subject}</strong> (${viewer.roles.join(', ')})</span>
-    <button class="secondary" onClick=${() => setSession(null)}>Sign out</button>
-  </header>`;
+  const may = (action) => viewer.permissions.some((p) => p.action === action);
+  const links = [
+    ['queue', 'My queue'],
+    ['requests', 'All requests'],
+    policies.some((p) => mayFile(viewer, p)) && ['new', 'New request'],
+    may('AUDIT_READ') && ['audit', 'Audit log'],
+    (may('AUDIT_READ') || may('ACCESS_MANAGE')) && ['operations', 'Operations'],
+    (may('POLICY_MANAGE') || may('ACCESS_MANAGE')) && ['admin', 'Administration'],
+  ].filter(Boolean);
+  const [screen, param] = route;
+  let body;
+  if (screen === 'requests' && param) body = html`<${RequestDetail} session=${session} hub=${hub} id=${param} />`;
+  else if (screen === 'requests') body = html`<${AllRequests} session=${session} hub=${hub} policies=${policies} />`;
+  else if (screen === 'new') body = html`<${NewRequest} session=${session} policies=${policies} />`;
+  else if (screen === 'audit') body = html`<${AuditLog} session=${session} />`;
+  else if (screen === 'operations') body = html`<${Operations} session=${session} />`;
+  else if (screen === 'admin') {
+    body = html`<${Admin} session=${session} policies=${policies} tab=${param}
+      onPoliciesChanged=${(saved) => setPolicies(policies.map((p) => (p.key === saved.key ? saved : p)))} />`;
+  } else body = html`<${MyQueue} session=${session} hub=${hub} />`;
+  return html`<div class="shell">
+    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main').focus(); }}>Skip to content</a>
+    <header class="top">
+      <span class="brand">Countersign</span>
+      <nav aria-label="Main"><ul>${links.map(([id, label]) => html`<li><a href=${`#/${id}`} aria-current=${screen === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
+      <span class=${`live live-${live}`} role="status" aria-live="polite" data-live=${live}>${LIVE_LABEL[live] || live}</span>
+      <span class="who">${viewer.name || viewer.subject} <small>(${viewer.roles.join(', ') || 'no roles'})</small></span>
+      <button type="button" class="secondary" onClick=${() => onSignOut(null)}>Sign out</button>
+    </header>
+    <main id="main" tabindex="-1">${body}</main>
+  </div>`;
 }
 
-const root = document.getElementById('app');
-// Preact diffs against what is there: the "Loading" placeholder goes first.
-root.textContent = '';
-render(html`<${App} />`, root);
+function App({ settings, returning }) {
+  const [session, setSession] = useState(null);
+  const [policies, setPolicies] = useState([]);
+  const [live, setLive] = useState('connecting');
+  const [notice, setNotice] = useState(returning.error || null);
+  const hub = useRef(createHub()).current;
+  const token = useRef(null);
+
+  const signOut = (why) => {
+    token.current = null;
+    setSession(null);
+    setNotice(why);
+  };
+
+  const accept = async (candidate, oidc = null) => {
+    try {
+      const data = await graphql(candidate, VIEWER);
+      token.current = candidate;
+      setPolicies(data.policies);
+      setSession({ token, viewer: data.viewer, oidc, expiresAt: (oidc && oidc.expiresAt) || expiryOf(candidate) });
+      setNotice(null);
+      return null;
+    } catch (err) {
+      return err.code === 'UNAUTHENTICATED'
+        ? 'That token was not accepted: it may have expired, or your access was ended. Ask for a new one.'
+        : sentence(err);
+    }
+  };
+
+  useEffect(() => {
+    if (returning.session) {
+      accept(returning.session.accessToken, returning.session).then((problem) => problem && setNotice(problem));
+    }
+    onUnauthenticated((refused) => refused === token.current && signOut('Your session has ended: it expired, or an administrator ended your access. Sign in again.'));
+  }, []);
+
+  // The live feed lives as long as the session; the server closing it for good signs out.
+  useEffect(() => {
+    if (!session) return undefined;
+    const feed = startLive({
+      token,
+      onEvent: (event) => hub.emit(event),
+      onStatus: setLive,
+      onEnded: (reason, code) => signOut(code === 4430
+        ? 'You have too many Countersign windows open. Close some and sign in again.'
+        : /disabled/.test(reason) ? 'An administrator has disabled your account, so you were signed out.'
+          : 'Your session has ended: it expired or was revoked. Sign in again.'),
+    });
+    return () => feed.stop();
+  }, [session && session.viewer.subject]);
+
+  // Renew a provider's token a minute before it lapses; a pasted token just ends.
+  useEffect(() => {
+    if (!session || !session.expiresAt) return undefined;
+    const wait = Math.max(0, session.expiresAt - Date.now() - (session.oidc ? 60000 : 0));
+    const timer = setTimeout(async () => {
+      if (!session.oidc) {
+        signOut('Your session has expired. Sign in again to continue.');
+        return;
+      }
+      try {
+        const renewed = await renew(settings.oidc, session.oidc);
+        token.current = renewed.accessToken;
+        setSession({ ...session, oidc: renewed, expiresAt: renewed.expiresAt });
+      } catch {
+        signOut('Your session has expired. Sign in again to continue.');
+      }
+    }, Math.min(wait, 2 ** 31 - 1));
+    return () => clearTimeout(timer);
+  }, [session && session.expiresAt]);
+
+  if (!session) return html`<${SignIn} settings=${settings} onToken=${(t) => accept(t)} notice=${notice} />`;
+  return html`<${Shell} session=${session} hub=${hub} live=${live} policies=${policies} setPolicies=${setPolicies} onSignOut=${signOut} />`;
+}
+
+async function boot() {
+  const settings = await fetch('/console/config').then((r) => r.json()).catch(() => ({ oidc: null, personas: false }));
+  if (settings.oidc && !settings.oidc.redirectUri) settings.oidc.redirectUri = `${location.origin}/`;
+  settings.personaList = settings.personas
+    ? await fetch('/console/personas').then((r) => (r.ok ? r.json() : [])).catch(() => [])
+    : [];
+  const returning = {};
+  if (settings.oidc) {
+    try {
+      returning.session = await completeSignIn(settings.oidc);
+    } catch (err) {
+      returning.error = err.message;
+    }
+  }
+  const root = document.getElementById('app');
+  // Preact diffs against what is there: the "Loading" placeholder goes first.
+  root.textContent = '';
+  render(html`<${App} settings=${settings} returning=${returning} />`, root);
+}
+
+boot();

@@ -207,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(handlers::graphql_ws))
         .route("/", get(crate::console::page))
         .route("/console/personas", get(crate::console::personas))
+        .route("/console/config", get(crate::console::settings))
         .route("/console/{*path}", get(crate::console::file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

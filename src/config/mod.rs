@@ -11,8 +11,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod console;
 mod operations;
 
+pub use console::OidcConfig;
 pub use operations::{JobsConfig, LimitsConfig, WebhookConfig};
 
 use anyhow::{Context, bail};
@@ -63,6 +65,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Rate limits, the request timeout, connection caps, introspection.
     pub limits: LimitsConfig,
+    /// The console's sign-in through an OpenID Connect provider, if configured.
+    pub oidc: Option<OidcConfig>,
     /// Whether traces are exported over OTLP: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. The exporter reads the rest of
     /// the standard `OTEL_*` variables itself.
@@ -187,6 +191,7 @@ impl fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("limits", &self.limits)
             .field("traces", &self.traces)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }
@@ -385,6 +390,7 @@ impl Config {
             webhooks: operations::webhooks(&vars, environment)?,
             jobs: operations::jobs(&vars)?,
             limits: operations::limits(&vars, environment)?,
+            oidc: console::oidc(&vars, environment)?,
             traces: var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
         })

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::demo;
 use crate::graphql::AppState;
 
@@ -25,8 +26,8 @@ pub const PATH: &str = "/console";
 
 const IMPORT_MAP_OPEN: &str = "<script type=\"importmap\">";
 
-/// The policy for every console response.
-static POLICY: LazyLock<String> = LazyLock::new(|| {
+/// The import map's hash, for the policy.
+static IMPORT_MAP_HASH: LazyLock<String> = LazyLock::new(|| {
     let import_map = Assets::get("index.html")
         .and_then(|page| {
             let page = String::from_utf8(page.data.into_owned()).ok()?;
@@ -35,13 +36,48 @@ static POLICY: LazyLock<String> = LazyLock::new(|| {
             Some(page[start..end].to_owned())
         })
         .unwrap_or_default();
-    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map));
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map))
+});
+
+/// The policy for every console response. The page talks to this server only — and, when
+/// sign-in goes through an OpenID provider, fetches its discovery document and token
+/// endpoint (the jump to its login page is a navigation, which the policy does not
+/// govern).
+fn policy(config: &Config) -> String {
+    let hash = &*IMPORT_MAP_HASH;
+    let provider = config
+        .oidc
+        .as_ref()
+        .map(|oidc| format!(" {}", oidc.issuer_origin()))
+        .unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'sha256-{hash}'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'"
+         img-src 'self' data:; connect-src 'self'{provider}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
-});
+}
+
+/// `GET /console/config`: what the page needs to know before anyone signs in — whether
+/// sign-in goes through an OpenID provider, and whether demo people may be picked.
+pub async fn settings(State(state): State<AppState>) -> Response {
+    let oidc = state.config.oidc.as_ref().map(|oidc| {
+        serde_json::json!({
+            "issuer": oidc.issuer,
+            "clientId": oidc.client_id,
+            "redirectUri": oidc.redirect_uri,
+            "scope": oidc.scope,
+            "resource": oidc.resource,
+        })
+    });
+    with_headers(
+        axum::Json(serde_json::json!({
+            "oidc": oidc,
+            "personas": !state.config.is_production(),
+        }))
+        .into_response(),
+        &state.config,
+    )
+}
 
 /// `GET /console/personas`: in development, the demo personas with a token each, for the
 /// sign-in screen's picker (the same tokens `countersign serve` prints). Production has no
@@ -74,16 +110,16 @@ pub async fn personas(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /`: the console's page.
-pub async fn page() -> Response {
-    asset("index.html")
+pub async fn page(State(state): State<AppState>) -> Response {
+    asset("index.html", &state.config)
 }
 
 /// `GET /console/{*path}`: one of its files.
-pub async fn file(Path(path): Path<String>) -> Response {
-    asset(&path)
+pub async fn file(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+    asset(&path, &state.config)
 }
 
-fn asset(path: &str) -> Response {
+fn asset(path: &str, config: &Config) -> Response {
     let Some(file) = Assets::get(path) else {
         return (StatusCode::NOT_FOUND, "no such console file").into_response();
     };
@@ -101,7 +137,7 @@ fn asset(path: &str) -> Response {
         }
         _ => "application/octet-stream",
     };
-    let mut response = (
+    let response = (
         [
             (header::CONTENT_TYPE, mime),
             (header::CACHE_CONTROL, "no-cache"),
@@ -109,8 +145,12 @@ fn asset(path: &str) -> Response {
         file.data.into_owned(),
     )
         .into_response();
+    with_headers(response, config)
+}
+
+fn with_headers(mut response: Response, config: &Config) -> Response {
     let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(&POLICY) {
+    if let Ok(policy) = HeaderValue::from_str(&policy(config)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     headers.insert(

@@ -195,6 +195,7 @@ pub fn test_config(database_url: &str) -> Config {
             ..countersign::config::WebhookConfig::defaults(Environment::Development)
         },
         traces: false,
+        oidc: None,
         // Tests fire requests faster than any person; the rate-limit tests set their own.
         limits: countersign::config::LimitsConfig {
             rate_per_second: 100_000,

@@ -1,0 +1,205 @@
+// "My queue" and "All requests": keyset pages from the API, kept current by live events.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { graphql, REQUEST_ROW, sentence } from './api.js';
+import { money, person, timeLeft, when } from './format.js';
+import { ErrorText, Status, html, newer, useFocusHeading, useNow } from './ui.js';
+
+const PAGE = 25;
+
+/**
+ * A list loaded page by page whose rows events update. Events that arrive while the first
+ * page is loading wait, then apply on top of it (only when newer), so nothing is lost
+ * between the read and the live feed.
+ */
+function useLiveList({ session, hub, load, place, deps }) {
+  const [rows, setRows] = useState([]);
+  const [next, setNext] = useState(null);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState(null);
+  const fresh = useRef(new Set());
+  const apply = (current, event) => place(current, event, fresh.current);
+
+  useEffect(() => {
+    let active = true;
+    let loaded = false;
+    const waiting = [];
+    setLoading(true);
+    setError(null);
+    fresh.current = new Set();
+    const stop = hub.listen((event) => {
+      if (!loaded) waiting.push(event);
+      else setRows((current) => apply(current, event));
+    });
+    load(null)
+      .then(({ nodes, pageInfo }) => {
+        if (!active) return;
+        loaded = true;
+        setRows(waiting.reduce(apply, nodes));
+        setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
+      })
+      .catch((err) => active && setError(sentence(err)))
+      .finally(() => active && setLoading(false));
+    return () => {
+      active = false;
+      stop();
+    };
+  }, deps);
+
+  const more = async () => {
+    setLoading(true);
+    try {
+      const { nodes, pageInfo } = await load(next);
+      setRows((current) => {
+        const known = new Set(current.map((r) => r.id));
+        return current.concat(nodes.filter((n) => !known.has(n.id)));
+      });
+      setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
+    } catch (err) {
+      setError(sentence(err));
+    } finally {
+      setLoading(false);
+    }
+  };
+  return { rows, next, loading, error, more, fresh: fresh.current };
+}
+
+function replace(rows, request) {
+  return rows.map((row) => (row.id === request.id && newer(row, request) ? request : row));
+}
+
+function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
+  const now = useNow();
+  if (rows.length === 0) return html`<p class="empty">${empty}</p>`;
+  return html`<table class="requests">
+    <caption class="visually-hidden">${caption}</caption>
+    <thead><tr><th scope="col">Request</th><th scope="col">Amount</th><th scope="col">Policy</th>
+      <th scope="col">Requester</th><th scope="col">Status</th><th scope="col">${showDeadline ? 'Time left' : 'Filed'}</th></tr></thead>
+    <tbody>
+      ${rows.map((r) => html`<tr key=${r.id} class=${fresh.has(r.id) ? 'fresh' : ''} data-id=${r.id}>
+        <td data-label="Request"><a href=${`#/requests/${r.id}`}>${r.title}</a></td>
+        <td data-label="Amount" class="amount">${money(r.amount, r.currency)}</td>
+        <td data-label="Policy">${r.policy.name}</td>
+        <td data-label="Requester">${person(r.requester)}</td>
+        <td data-label="Status"><${Status} status=${r.status} /></td>
+        <td data-label=${showDeadline ? 'Time left' : 'Filed'}>${showDeadline || r.status === 'PENDING'
+          ? html`<span title=${when(r.expiresAt)}>${timeLeft(r.expiresAt, now)}</span>`
+          : when(r.createdAt)}</td>
+      </tr>`)}
+    </tbody>
+  </table>`;
+}
+
+const MY_QUEUE = `query($after: String, $first: Int) {
+  myQueue(first: $first, after: $after) { edges { node { ${REQUEST_ROW} } } pageInfo { hasNextPage endCursor } }
+}`;
+
+export function MyQueue({ session, hub }) {
+  const heading = useFocusHeading('queue');
+  const [order, setOrder] = useState('oldest');
+  const list = useLiveList({
+    session,
+    hub,
+    deps: [session.token.current],
+    load: async (after) => {
+      const data = await graphql(session.token.current, MY_QUEUE, { after, first: PAGE });
+      return { nodes: data.myQueue.edges.map((e) => e.node), pageInfo: data.myQueue.pageInfo };
+    },
+    // Mine to decide now: pending and viewerCanApprove (the event carries it for me).
+    place: (rows, event, fresh) => {
+      const request = event.request;
+      const present = rows.find((r) => r.id === request.id);
+      if (request.status === 'PENDING' && request.viewerCanApprove) {
+        if (present) return replace(rows, request);
+        fresh.add(request.id);
+        return rows.concat([request]);
+      }
+      return present && newer(present, request) ? rows.filter((r) => r.id !== request.id) : rows;
+    },
+  });
+  const rows = [...list.rows].sort(order === 'oldest'
+    ? (a, b) => a.createdAt.localeCompare(b.createdAt)
+    : (a, b) => a.expiresAt.localeCompare(b.expiresAt));
+  return html`<section aria-labelledby="queue-heading">
+    <h1 id="queue-heading" tabindex="-1" ref=${heading}>My queue</h1>
+    <p>Requests you may decide now.</p>
+    <div class="toolbar">
+      <label for="queue-order" class="inline">Order</label>
+      <select id="queue-order" value=${order} onChange=${(e) => setOrder(e.target.value)}>
+        <option value="oldest">Oldest first</option>
+        <option value="deadline">Nearest deadline first</option>
+      </select>
+    </div>
+    <${ErrorText} error=${list.error} />
+    ${list.loading && list.rows.length === 0 ? html`<p aria-busy="true">Loading…</p>`
+      : html`<${RequestTable} rows=${rows} fresh=${list.fresh} caption="Requests you may decide now" empty="Nothing waits for you right now." showDeadline=${true} />`}
+    ${list.next && html`<button class="secondary" onClick=${list.more} disabled=${list.loading}>Load more</button>`}
+  </section>`;
+}
+
+const REQUESTS = `query($after: String, $first: Int, $filter: RequestFilter) {
+  requests(first: $first, after: $after, filter: $filter) { edges { node { ${REQUEST_ROW} } } pageInfo { hasNextPage endCursor } }
+}`;
+
+function matches(filter, request) {
+  if (filter.status && request.status !== filter.status) return false;
+  if (filter.policy && request.policy.key !== filter.policy) return false;
+  if (filter.requester && request.requester.subject !== filter.requester) return false;
+  if (filter.search && !request.title.toLowerCase().includes(filter.search.toLowerCase())) return false;
+  return true;
+}
+
+export function AllRequests({ session, hub, policies }) {
+  const heading = useFocusHeading('requests');
+  const [draft, setDraft] = useState({ status: '', policy: '', requester: '', search: '' });
+  const [filter, setFilter] = useState({});
+  const list = useLiveList({
+    session,
+    hub,
+    deps: [session.token.current, JSON.stringify(filter)],
+    load: async (after) => {
+      const data = await graphql(session.token.current, REQUESTS, { after, first: PAGE, filter });
+      return { nodes: data.requests.edges.map((e) => e.node), pageInfo: data.requests.pageInfo };
+    },
+    // Newest first: a request filed now goes on top; one that changes stays where it is.
+    place: (rows, event, fresh) => {
+      const request = event.request;
+      if (rows.some((r) => r.id === request.id)) return replace(rows, request);
+      if (event.kind === 'SUBMITTED' && matches(filter, request)) {
+        fresh.add(request.id);
+        return [request].concat(rows);
+      }
+      return rows;
+    },
+  });
+  const set = (name) => (e) => setDraft({ ...draft, [name]: e.target.value });
+  const apply = (e) => {
+    e.preventDefault();
+    const next = {};
+    for (const [key, value] of Object.entries(draft)) if (value.trim()) next[key] = value.trim();
+    setFilter(next);
+  };
+  return html`<section aria-labelledby="requests-heading">
+    <h1 id="requests-heading" tabindex="-1" ref=${heading}>All requests</h1>
+    <form class="filters" onSubmit=${apply} aria-label="Filter requests">
+      <div><label for="f-status">Status</label>
+        <select id="f-status" value=${draft.status} onChange=${set('status')}>
+          <option value="">Any</option>
+          ${['PENDING', 'APPROVED', 'REJECTED', 'CANCELLED', 'EXPIRED'].map((s) => html`<option value=${s}>${s[0] + s.slice(1).toLowerCase()}</option>`)}
+        </select></div>
+      <div><label for="f-policy">Policy</label>
+        <select id="f-policy" value=${draft.policy} onChange=${set('policy')}>
+          <option value="">Any</option>
+          ${policies.map((p) => html`<option value=${p.key}>${p.name}</option>`)}
+        </select></div>
+      <div><label for="f-requester">Requester</label>
+        <input id="f-requester" value=${draft.requester} onInput=${set('requester')} placeholder="subject, e.g. alice" /></div>
+      <div><label for="f-search">Title contains</label>
+        <input id="f-search" type="search" value=${draft.search} onInput=${set('search')} /></div>
+      <div class="filter-actions"><button type="submit">Apply filters</button></div>
+    </form>
+    <${ErrorText} error=${list.error} />
+    ${list.loading && list.rows.length === 0 ? html`<p aria-busy="true">Loading…</p>`
+      : html`<${RequestTable} rows=${list.rows} fresh=${list.fresh} caption="Requests you may see, newest first" empty="No request matches." showDeadline=${false} />`}
+    ${list.next && html`<button class="secondary" onClick=${list.more} disabled=${list.loading}>Load more</button>`}
+  </section>`;
+}

@@ -1,0 +1,121 @@
+// Live updates: one `requestEvents` subscription per signed-in console, over the graphql-ws
+// client. The client does not retry by itself (its retry would re-send the first cursor);
+// we reconnect and resume from the last cursor seen, so a dropped connection leaves no
+// gap and replays nothing twice.
+import { createClient } from 'graphql-ws';
+import { REQUEST_ROW } from './api.js';
+
+const SUBSCRIPTION = `subscription($after: String) {
+  requestEvents(after: $after) { cursor kind occurredAt actor { subject name } request { ${REQUEST_ROW} } }
+}`;
+
+// 4403: the token expired, the user was disabled or their sessions were revoked. 4430: too
+// many consoles open for one person. Neither gets better by reconnecting.
+const FINAL = new Set([4403, 4430]);
+
+/**
+ * Starts the feed. `onEvent(event)` gets each event once, in commit order; `onStatus` gets
+ * 'connecting' | 'live' | 'reconnecting'; `onEnded(reason, code)` is called once when the
+ * server refuses this session for good.
+ */
+export function startLive({ token, onEvent, onStatus, onEnded }) {
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
+  let cursor = null;
+  let stopped = false;
+  let attempt = 0;
+  let timer = null;
+  let unsubscribe = null;
+  // The token this socket signed in with: a 4403 for it is no news once a renewed token
+  // is waiting to be used.
+  let used = null;
+  const client = createClient({
+    url,
+    lazy: true,
+    retryAttempts: 0,
+    keepAlive: 15000,
+    connectionParams: () => {
+      used = token.current;
+      return { Authorization: `Bearer ${used}` };
+    },
+    on: {
+      connected: () => {
+        attempt = 0;
+        onStatus('live');
+      },
+    },
+  });
+
+  const subscribe = () => {
+    if (stopped) return;
+    onStatus(attempt === 0 ? 'connecting' : 'reconnecting');
+    unsubscribe = client.subscribe(
+      { query: SUBSCRIPTION, variables: { after: cursor } },
+      {
+        next: ({ data, errors }) => {
+          if (errors && errors.length) {
+            const code = errors[0].extensions && errors[0].extensions.code;
+            if (code === 'UNAUTHENTICATED') finish(errors[0].message, 4403);
+            return;
+          }
+          const event = data.requestEvents;
+          cursor = event.cursor;
+          onEvent(event);
+        },
+        error: (err) => {
+          const code = err && typeof err.code === 'number' ? err.code : null;
+          if (code === 4403 && token.current && token.current !== used) {
+            retry();
+            return;
+          }
+          if (code !== null && FINAL.has(code)) {
+            finish(err.reason || '', code);
+            return;
+          }
+          retry();
+        },
+        // The server ends a subscription only when it closes the socket (shutdown, slow
+        // reader): resume elsewhere by cursor.
+        complete: () => retry(),
+      },
+    );
+  };
+
+  const retry = () => {
+    if (stopped) return;
+    onStatus('reconnecting');
+    attempt += 1;
+    const wait = Math.min(10000, 500 * 2 ** Math.min(attempt - 1, 5)) * (0.75 + Math.random() / 2);
+    clearTimeout(timer);
+    timer = setTimeout(subscribe, wait);
+  };
+
+  const finish = (reason, code) => {
+    if (stopped) return;
+    stop();
+    onEnded(reason, code);
+  };
+
+  const stop = () => {
+    stopped = true;
+    clearTimeout(timer);
+    if (unsubscribe) unsubscribe();
+    client.dispose();
+  };
+
+  subscribe();
+  return { stop };
+}
+
+/** A tiny hub: screens listen for events while they are on screen. */
+export function createHub() {
+  const listeners = new Set();
+  return {
+    emit(event) {
+      for (const listener of listeners) listener(event);
+    },
+    listen(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

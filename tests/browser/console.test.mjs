@@ -1,0 +1,201 @@
+// The ops console in a real browser against the real binary: the acceptance of the console
+// issue. `node --test tests/browser/` (after `cargo build`); COUNTERSIGN_BROWSER_BACKENDS
+// (default `sqlite,postgres`) says where the main flow runs; everything else runs on SQLite.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { api, launch, openConsole, screenshot, signInAs, startServer } from './harness.mjs';
+
+const BACKENDS = (process.env.COUNTERSIGN_BROWSER_BACKENDS || 'sqlite,postgres').split(',').map((b) => b.trim()).filter(Boolean);
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser.close(); });
+
+async function withServer(backend, body) {
+  const server = await startServer({ backend });
+  try {
+    await body(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+const DETAIL = `query($id: ID!) { request(id: $id) { status decisions { verdict comment approver { subject } }
+  auditTrail { action actor } stages { position state } } }`;
+
+/** Files a refund through the generated form; resolves to the new request's id. */
+async function fileRefund(page, { title, amount, orderId }) {
+  await page.getByRole('link', { name: 'New request' }).click();
+  await page.getByLabel('Policy').selectOption('refund');
+  await page.getByLabel('Title (required)').fill(title);
+  await page.getByLabel('Amount (required)').fill(amount);
+  await page.getByLabel('Order id (required)').fill(orderId);
+  await page.getByRole('button', { name: 'File request' }).click();
+  await page.getByRole('heading', { level: 1, name: title }).waitFor();
+  return page.url().split('#/requests/')[1];
+}
+
+async function submitRefund(server, title, amount) {
+  const data = await api(server, server.tokens.alice,
+    'mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { request { id } } }',
+    { input: { policy: 'refund', title, amount, currency: 'EUR', payload: { orderId: `o-${title}` } } });
+  return data.submitRequest.request.id;
+}
+
+function assertNoProblems(...pages) {
+  for (const page of pages) assert.deepEqual(page.problems, [], 'no errors in the browser console');
+}
+
+for (const backend of BACKENDS) {
+  test(`main flow on ${backend}: alice files through the form, bob sees it live and approves, alice sees it live`, async () => {
+    await withServer(backend, async (server) => {
+      const alice = await openConsole(browser, server);
+      const bob = await openConsole(browser, server);
+      await signInAs(alice, 'alice');
+      await signInAs(bob, 'bob');
+      await bob.getByRole('heading', { name: 'My queue' }).waitFor();
+      await bob.getByText('Nothing waits for you right now.').waitFor();
+
+      const id = await fileRefund(alice, { title: 'Broken kettle refund', amount: '250.00', orderId: 'o-1001' });
+      await alice.getByText('Pending', { exact: true }).first().waitFor();
+
+      // bob's queue gets it without a reload.
+      const row = bob.getByRole('link', { name: 'Broken kettle refund' });
+      await row.waitFor({ timeout: 5000 });
+      await screenshot(bob, `${backend}-queue-live`);
+      await row.click();
+      await bob.getByLabel('Comment').fill('Receipt checked, refund is due.');
+      await bob.getByRole('button', { name: 'Approve' }).click();
+      await bob.locator('.summary').getByText('Approved').waitFor();
+
+      // alice's open detail page shows the outcome and bob's decision without a reload.
+      await alice.locator('.summary').getByText('Approved').waitFor({ timeout: 5000 });
+      await alice.locator('.decision').getByText('Receipt checked, refund is due.').waitFor();
+      assert.match(await alice.locator('.decision').innerText(), /Approved by .*bob/);
+      await screenshot(alice, `${backend}-detail-approved`);
+
+      const stored = (await api(server, server.tokens.grace, DETAIL, { id })).request;
+      assert.equal(stored.status, 'APPROVED');
+      assert.deepEqual(stored.decisions, [{ verdict: 'APPROVE', comment: 'Receipt checked, refund is due.', approver: { subject: 'bob' } }]);
+      assertNoProblems(alice, bob);
+      await alice.context().close();
+      await bob.context().close();
+    });
+  });
+}
+
+test('reject needs a comment; a double-clicked Approve decides once', async () => {
+  await withServer('sqlite', async (server) => {
+    const first = await submitRefund(server, 'Scratched table', '120.00');
+    const second = await submitRefund(server, 'Late delivery', '80.00');
+    const bob = await openConsole(browser, server);
+    await signInAs(bob, 'bob');
+
+    await bob.goto(`${server.url}/#/requests/${first}`);
+    await bob.getByRole('button', { name: 'Reject' }).click();
+    await bob.getByText('a comment is required to reject').waitFor();
+    assert.equal(await bob.getByLabel('Comment').getAttribute('aria-invalid'), 'true');
+    await screenshot(bob, 'reject-without-comment');
+    assert.equal((await api(server, server.tokens.grace, DETAIL, { id: first })).request.status, 'PENDING');
+
+    await bob.goto(`${server.url}/#/requests/${second}`);
+    await bob.getByLabel('Comment').fill('Fine.');
+    await bob.getByRole('button', { name: 'Approve' }).dblclick();
+    await bob.locator('.summary').getByText('Approved').waitFor();
+    const stored = (await api(server, server.tokens.grace, DETAIL, { id: second })).request;
+    assert.equal(stored.decisions.length, 1, 'one decision');
+    assert.equal(stored.auditTrail.filter((e) => e.action === 'request.approved').length, 1, 'one approval in the audit trail');
+    assert.equal(stored.auditTrail.filter((e) => e.actor === 'bob').length, 1, 'bob acted once');
+    assertNoProblems(bob);
+    await bob.context().close();
+  });
+});
+
+test('a stale approval shows what changed and the new state', async () => {
+  await withServer('sqlite', async (server) => {
+    const id = await submitRefund(server, 'Duplicate charge', '5000.00');
+    const bob = await openConsole(browser, server);
+    // Hold back what the server pushes to bob's console: his page stays as it was, as a
+    // tab would that has not caught up yet.
+    let holding = false;
+    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+      const upstream = ws.connectToServer();
+      upstream.onMessage((message) => { if (!holding || !String(message).includes('"next"')) ws.send(message); });
+      ws.onMessage((message) => upstream.send(message));
+    });
+    await signInAs(bob, 'bob');
+    await bob.goto(`${server.url}/#/requests/${id}`);
+    await bob.getByRole('button', { name: 'Approve' }).waitFor();
+    holding = true;
+
+    // Meanwhile carol, in her own tab, approves the first stage.
+    await api(server, server.tokens.carol,
+      'mutation($id: ID!) { approveRequest(input: { id: $id, comment: "ok" }) { request { status } } }', { id });
+
+    await bob.getByRole('button', { name: 'Approve' }).click();
+    const notice = bob.locator('.conflict');
+    await notice.waitFor();
+    assert.match(await notice.innerText(), /changed while you were looking at it/);
+    assert.match(await notice.innerText(), /carol.* approved it: “ok”/i);
+    // The page now shows the new state: stage 1 approved, stage 2 (finance lead) being decided.
+    await bob.locator('.stage[data-state="APPROVED"]').first().waitFor();
+    await bob.locator('.stage[data-state="ACTIVE"]').waitFor();
+    assert.equal(await bob.getByRole('button', { name: 'Approve' }).count(), 0, 'bob may not decide stage 2');
+    await screenshot(bob, 'stale-approval');
+    const stored = (await api(server, server.tokens.grace, DETAIL, { id })).request;
+    assert.deepEqual(stored.decisions.map((d) => d.approver.subject), ['carol']);
+    assertNoProblems(bob);
+    await bob.context().close();
+  });
+});
+
+test('a 5,000.00 refund walks finance → finance lead on the stage ladder', async () => {
+  await withServer('sqlite', async (server) => {
+    const alice = await openConsole(browser, server);
+    await signInAs(alice, 'alice');
+    const id = await fileRefund(alice, { title: 'Warehouse fire refund', amount: '5000.00', orderId: 'o-5000' });
+    const stages = alice.locator('.ladder .stage');
+    assert.deepEqual(await stages.evaluateAll((els) => els.map((e) => e.dataset.state)), ['ACTIVE', 'WAITING']);
+    assert.match(await alice.locator('.amount.big').innerText(), /^5,000\.00 EUR$/);
+
+    for (const [who, states] of [['bob', ['APPROVED', 'ACTIVE']], ['carol', ['APPROVED', 'APPROVED']]]) {
+      const decider = await openConsole(browser, server);
+      await signInAs(decider, who);
+      await decider.getByRole('link', { name: 'Warehouse fire refund' }).click();
+      await decider.getByRole('button', { name: 'Approve' }).click();
+      await decider.getByRole('button', { name: 'Approve' }).waitFor({ state: 'detached' });
+      // alice watches the ladder move without reloading.
+      await alice.waitForFunction((want) => [...document.querySelectorAll('.ladder .stage')].map((e) => e.dataset.state).join() === want, states.join());
+      await screenshot(alice, `ladder-after-${who}`);
+      assertNoProblems(decider);
+      await decider.context().close();
+    }
+    await alice.locator('.summary').getByText('Approved').waitFor();
+    assert.equal((await api(server, server.tokens.grace, DETAIL, { id })).request.status, 'APPROVED');
+    assertNoProblems(alice);
+    await alice.context().close();
+  });
+});
+
+test('grace disables carol; carol\'s open console signs her out within 5 s', async () => {
+  await withServer('sqlite', async (server) => {
+    const carol = await openConsole(browser, server);
+    await signInAs(carol, 'carol');
+    const grace = await openConsole(browser, server);
+    await signInAs(grace, 'grace');
+    await grace.getByRole('link', { name: 'Administration' }).click();
+    await grace.getByRole('link', { name: 'Users' }).click();
+    const row = grace.locator('li.user[data-subject="carol"]');
+    await row.getByLabel('Reason').fill('Left the company');
+    await screenshot(grace, 'admin-users');
+    const clicked = Date.now();
+    await row.getByRole('button', { name: 'Disable carol' }).click();
+    await carol.getByRole('heading', { name: 'Sign in to Countersign' }).waitFor({ timeout: 5000 });
+    assert.ok(Date.now() - clicked < 5000);
+    await carol.getByText('An administrator has disabled your account').waitFor();
+    await row.getByText('Disabled', { exact: true }).waitFor();
+    await screenshot(carol, 'signed-out-disabled');
+    assertNoProblems(carol, grace);
+    await carol.context().close();
+    await grace.context().close();
+  });
+});

@@ -1,0 +1,94 @@
+// Every screen at 1280 and 390 px: a screenshot under target/console-screenshots/, no
+// serious or critical axe-core violation, no error in the browser console, no sideways
+// scrolling on a phone, and the keyboard reaches what the mouse does.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { accessibilityProblems, api, launch, openConsole, screenshot, signInAs, startServer, WIDTHS } from './harness.mjs';
+
+let browser;
+let server;
+before(async () => {
+  browser = await launch();
+  server = await startServer();
+  for (const [title, amount] of [['Duplicate charge', '5000.00'], ['Broken kettle', '49.90']]) {
+    await api(server, server.tokens.alice,
+      'mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { request { id } } }',
+      { input: { policy: 'refund', title, amount, currency: 'EUR', description: 'Customer called twice.', payload: { orderId: 'o-77', reason: 'damaged' } } });
+  }
+});
+after(async () => {
+  await browser.close();
+  await server.stop();
+});
+
+async function check(page, name, problems, { axe = true } = {}) {
+  await page.waitForLoadState('networkidle');
+  await screenshot(page, name);
+  const width = page.viewportSize().width;
+  if (axe) for (const problem of await accessibilityProblems(page)) problems.push(`${name} @${width}: ${problem}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  if (overflow > 0) problems.push(`${name} @${width}: scrolls sideways by ${overflow}px`);
+}
+
+for (const width of WIDTHS) {
+  test(`every screen at ${width} px`, async () => {
+    const problems = [];
+    const pages = [];
+    const open = async (who) => {
+      const page = await openConsole(browser, server, { width });
+      pages.push(page);
+      if (who) await signInAs(page, who);
+      return page;
+    };
+
+    const anonymous = await open(null);
+    await anonymous.getByRole('heading', { name: 'Sign in to Countersign' }).waitFor();
+    await check(anonymous, 'sign-in', problems);
+
+    const bob = await open('bob');
+    await bob.getByRole('link', { name: 'Duplicate charge' }).waitFor();
+    await check(bob, 'my-queue', problems);
+    await bob.getByRole('link', { name: 'All requests' }).click();
+    await bob.getByRole('button', { name: 'Apply filters' }).waitFor();
+    await check(bob, 'all-requests', problems);
+    await bob.getByRole('link', { name: 'Duplicate charge' }).click();
+    await bob.getByRole('button', { name: 'Approve' }).waitFor();
+    await check(bob, 'request-detail', problems);
+
+    const alice = await open('alice');
+    await alice.getByRole('link', { name: 'New request' }).click();
+    await alice.getByLabel('Policy').selectOption('refund');
+    await check(alice, 'new-request', problems);
+    // Keyboard only: the amount is refused on its field, with the currency's digits.
+    await alice.getByLabel('Title (required)').focus();
+    await alice.keyboard.type('Keyboard refund');
+    await alice.keyboard.press('Tab');
+    await alice.keyboard.type('12.345');
+    await alice.keyboard.press('Enter');
+    await alice.getByText('at most 2 digits after the point').waitFor();
+    assert.equal(await alice.evaluate(() => document.activeElement.id), 'new-amount', 'focus moves to the field in error');
+    await check(alice, 'new-request-errors', problems);
+
+    const grace = await open('grace');
+    await grace.getByRole('link', { name: 'Administration' }).click();
+    await grace.getByRole('button', { name: 'Edit stages of Refund' }).click();
+    await check(grace, 'admin-policies', problems);
+    await grace.getByRole('link', { name: 'Role permissions' }).click();
+    await grace.getByRole('button', { name: /^Revoke/ }).first().waitFor();
+    await check(grace, 'admin-permissions', problems);
+    await grace.getByRole('link', { name: 'Users' }).click();
+    await grace.locator('li.user').first().waitFor();
+    await check(grace, 'admin-users', problems);
+    await grace.getByRole('link', { name: 'Audit log' }).click();
+    await grace.getByRole('button', { name: 'Verify chain' }).click();
+    await grace.getByText(/Chain intact: \d+ events checked/).waitFor();
+    await check(grace, 'audit-log', problems);
+    await grace.getByRole('link', { name: 'Operations' }).click();
+    await grace.getByRole('heading', { name: 'Queues' }).waitFor();
+    await check(grace, 'operations', problems);
+
+    assert.deepEqual(problems, []);
+    for (const page of pages) assert.deepEqual(page.problems, [], 'no errors in the browser console');
+    for (const page of pages) await page.context().close();
+  });
+}
