@@ -199,3 +199,43 @@ test('grace disables carol; carol\'s open console signs her out within 5 s', asy
     await grace.context().close();
   });
 });
+
+test('a dropped connection shows Reconnecting… and resumes by cursor: no gap, no duplicate', async () => {
+  await withServer('sqlite', async (server) => {
+    const bob = await openConsole(browser, server);
+    // The network between bob's console and the server, which the test can cut.
+    let down = false;
+    const sockets = [];
+    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+      if (down) {
+        ws.close({ code: 4500, reason: 'network down' });
+        return;
+      }
+      sockets.push(ws);
+      ws.connectToServer();
+    });
+    await signInAs(bob, 'bob');
+    await submitRefund(server, 'Before the outage', '10.00');
+    await bob.getByRole('link', { name: 'Before the outage' }).waitFor();
+
+    down = true;
+    for (const ws of sockets) await ws.close({ code: 4500, reason: 'network down' });
+    await bob.locator('[data-live="reconnecting"]').waitFor();
+    await screenshot(bob, 'reconnecting');
+    await submitRefund(server, 'During the outage 1', '11.00');
+    await submitRefund(server, 'During the outage 2', '12.00');
+    assert.equal(await bob.getByRole('link', { name: /During the outage/ }).count(), 0);
+
+    down = false;
+    await bob.locator('[data-live="live"]').waitFor({ timeout: 15000 });
+    for (const title of ['During the outage 1', 'During the outage 2']) {
+      await bob.getByRole('link', { name: title }).waitFor();
+    }
+    await submitRefund(server, 'After the outage', '13.00');
+    await bob.getByRole('link', { name: 'After the outage' }).waitFor();
+    const titles = await bob.locator('table.requests tbody a').allInnerTexts();
+    assert.deepEqual(titles.sort(), ['After the outage', 'Before the outage', 'During the outage 1', 'During the outage 2']);
+    assertNoProblems(bob);
+    await bob.context().close();
+  });
+});

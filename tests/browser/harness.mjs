@@ -82,14 +82,17 @@ export async function launch() {
  * A browser context (its own cookies, its own console) at `width`, with every console
  * error and uncaught exception recorded: `page.problems` must stay empty.
  */
-export async function openConsole(browser, server, { width = 1280 } = {}) {
+export async function openConsole(browser, server, { width = 1280, beforeLoad = null } = {}) {
   const context = await browser.newContext({ viewport: { width, height: width > 600 ? 900 : 844 } });
   const page = await context.newPage();
+  if (beforeLoad) beforeLoad(page);
   page.problems = [];
+  // The console's own pages only: an identity provider's login page is not ours to judge.
+  const ours = () => page.url().startsWith(server.url);
   page.on('console', (message) => {
-    if (message.type() === 'error') page.problems.push(`console: ${message.text()}`);
+    if (message.type() === 'error' && ours()) page.problems.push(`console: ${message.text()}`);
   });
-  page.on('pageerror', (error) => page.problems.push(`page: ${error.message}`));
+  page.on('pageerror', (error) => ours() && page.problems.push(`page: ${error.message}`));
   await page.goto(server.url);
   return page;
 }

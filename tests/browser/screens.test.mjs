@@ -34,6 +34,8 @@ for (const width of WIDTHS) {
   test(`every screen at ${width} px`, async () => {
     const problems = [];
     const pages = [];
+    const loaded = [];
+    const weigh = (page) => page.on('response', (response) => loaded.push(response.body().then((b) => b.length, () => 0)));
     const open = async (who) => {
       const page = await openConsole(browser, server, { width });
       pages.push(page);
@@ -41,8 +43,14 @@ for (const width of WIDTHS) {
       return page;
     };
 
-    const anonymous = await open(null);
+    const anonymous = await openConsole(browser, server, { width, beforeLoad: weigh });
+    pages.push(anonymous);
     await anonymous.getByRole('heading', { name: 'Sign in to Countersign' }).waitFor();
+    await anonymous.waitForLoadState('networkidle');
+    const total = (await Promise.all(loaded)).reduce((sum, bytes) => sum + bytes, 0);
+    // What README.md reports as the page weight; the budget keeps it a small page.
+    console.log(`page weight: ${loaded.length} responses, ${(total / 1024).toFixed(1)} KiB (uncompressed)`);
+    assert.ok(total < 250 * 1024, `the console loads ${total} bytes`);
     await check(anonymous, 'sign-in', problems);
 
     const bob = await open('bob');
