@@ -1,40 +1,13 @@
 // Administration: policies and their stages, what each role may do, and people's access.
 // Every change is a mutation the API audits; each form makes its idempotency key once.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, newKey, retrySafe, sentence } from './api.js';
+import { useEffect, useState } from 'preact/hooks';
+import { graphql, sentence } from './api.js';
 import { person, when } from './format.js';
-import { ErrorText, Field, html, useFocusHeading } from './ui.js';
+import { ErrorText, Field, html, useFocusHeading, useMutation } from './ui.js';
 
 export const POLICY_FIELDS = `key name description version createdAt createdBy expiresAfterSeconds
   allowSameApproverAcrossStages payloadSchema
   stages { position name approverRoles requiredApprovals minAmounts { amount currency } }`;
-
-/** A mutation run from a form: one key per form, refreshed once the outcome is known. */
-function useMutation(session) {
-  const [key, setKey] = useState(newKey);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const inFlight = useRef(false);
-  const run = async (query, input) => {
-    if (inFlight.current) return null;
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
-    try {
-      const data = await graphql(session.token.current, query, { input: { ...input, idempotencyKey: key } });
-      setKey(newKey());
-      return data;
-    } catch (err) {
-      setError(sentence(err));
-      if (!retrySafe(err)) setKey(newKey());
-      return null;
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
-  };
-  return { run, busy, error };
-}
 
 export function Admin({ session, policies, onPoliciesChanged, tab }) {
   const heading = useFocusHeading(`admin-${tab}`);
@@ -71,7 +44,7 @@ function Policies({ session, policies, onChanged }) {
         <td><button class="secondary" onClick=${() => setEditing(p.key)} aria-label=${`Edit stages of ${p.name}`}>Edit stages</button></td>
       </tr>`)}</tbody>
     </table>
-    ${editing && html`<${StageEditor} key=${editing} session=${session} policy=${policies.find((p) => p.key === editing)}
+    ${editing && html`<${StageEditor} key=${editing} session=${session} policyKey=${editing}
       onSaved=${(saved) => { onChanged(saved); setEditing(null); }} onClose=${() => setEditing(null)} />`}
   </div>`;
 }
@@ -79,7 +52,22 @@ function Policies({ session, policies, onChanged }) {
 const toDraft = (s) => ({ name: s.name, roles: s.approverRoles.join(', '), required: String(s.requiredApprovals),
   minAmounts: s.minAmounts.map((m) => `${m.amount} ${m.currency}`).join(', ') });
 
-function StageEditor({ session, policy, onSaved, onClose }) {
+const POLICIES = `query { policies { ${POLICY_FIELDS} } }`;
+
+/** Opens on the policy as it is now, not as it was at sign-in: saving sends all of it back. */
+function StageEditor({ session, policyKey, onSaved, onClose }) {
+  const [policy, setPolicy] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    graphql(session.token.current, POLICIES)
+      .then((data) => setPolicy(data.policies.find((p) => p.key === policyKey) || null))
+      .catch((err) => setError(sentence(err)));
+  }, [policyKey]);
+  if (!policy) return error ? html`<${ErrorText} error=${error} />` : html`<p aria-busy="true">Loading the policy…</p>`;
+  return html`<${StageForm} session=${session} policy=${policy} onSaved=${onSaved} onClose=${onClose} />`;
+}
+
+function StageForm({ session, policy, onSaved, onClose }) {
   const [stages, setStages] = useState(policy.stages.map(toDraft));
   const [hours, setHours] = useState(String(policy.expiresAfterSeconds / 3600));
   const [problem, setProblem] = useState(null);
@@ -106,7 +94,7 @@ function StageEditor({ session, policy, onSaved, onClose }) {
         requiredApprovals: Number.parseInt(s.required, 10), minAmounts });
     }
     setProblem(null);
-    const data = await mutation.run(UPSERT, { key: policy.key, name: policy.name, description: policy.description,
+    const { data } = await mutation.run(UPSERT, { key: policy.key, name: policy.name, description: policy.description,
       expiresAfterSeconds: Math.round(Number(hours) * 3600), allowSameApproverAcrossStages: policy.allowSameApproverAcrossStages,
       payloadSchema: policy.payloadSchema, stages: parsed });
     if (data) onSaved(data.upsertPolicy.policy);
@@ -142,6 +130,8 @@ const REVOKE = `mutation($input: RevokePermissionInput!) { revokePermission(inpu
 
 function Permissions({ session, policies }) {
   const [role, setRole] = useState('finance');
+  // The role the table shows: what Revoke and Grant act on, whatever the box says now.
+  const [shownRole, setShownRole] = useState(null);
   const [grants, setGrants] = useState(null);
   const [error, setError] = useState(null);
   const [action, setAction] = useState('REQUEST_VIEW');
@@ -152,6 +142,7 @@ function Permissions({ session, policies }) {
     setError(null);
     try {
       setGrants((await graphql(session.token.current, ROLE_PERMISSIONS, { role: name })).rolePermissions);
+      setShownRole(name);
     } catch (err) {
       setError(sentence(err));
     }
@@ -166,16 +157,16 @@ function Permissions({ session, policies }) {
       <button type="submit" class="secondary">Show</button>
     </form>
     <${ErrorText} error=${error || revoke.error} />
-    ${grants && html`<table class="plain"><caption class="visually-hidden">What ${role} may do</caption>
+    ${grants && html`<table class="plain"><caption>What ${shownRole} may do</caption>
       <thead><tr><th scope="col">Action</th><th scope="col">Policy</th><th scope="col">Granted</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${grants.length === 0 ? html`<tr><td colspan="4">No permission.</td></tr>` : grants.map((g) => html`<tr key=${g.action + g.policy}>
         <td data-label="Action">${g.action}</td><td data-label="Policy">${g.policy || 'all policies'}</td>
         <td data-label="Granted">${when(g.grantedAt)} by ${g.grantedBy}</td>
-        <td><button class="secondary" disabled=${revoke.busy} aria-label=${`Revoke ${g.action} on ${g.policy || 'all policies'} from ${role}`}
-          onClick=${async () => { const d = await revoke.run(REVOKE, { role, action: g.action, policy: g.policy }); if (d) setGrants(d.revokePermission.permissions); }}>Revoke</button></td>
+        <td><button class="secondary" disabled=${revoke.busy} aria-label=${`Revoke ${g.action} on ${g.policy || 'all policies'} from ${shownRole}`}
+          onClick=${async () => { const { data } = await revoke.run(REVOKE, { role: shownRole, action: g.action, policy: g.policy }); if (data) setGrants(data.revokePermission.permissions); }}>Revoke</button></td>
       </tr>`)}</tbody></table>`}
-    <form class="inline-form" onSubmit=${async (e) => { e.preventDefault(); const d = await grant.run(GRANT, { role, action, policy: policy || null }); if (d) setGrants(d.grantPermission.permissions); }}>
-      <h3>Grant ${role} a permission</h3>
+    ${shownRole && html`<form class="inline-form" onSubmit=${async (e) => { e.preventDefault(); const { data } = await grant.run(GRANT, { role: shownRole, action, policy: policy || null }); if (data) setGrants(data.grantPermission.permissions); }}>
+      <h3>Grant ${shownRole} a permission</h3>
       <label for="perm-action">Action</label>
       <select id="perm-action" value=${action} onChange=${(e) => setAction(e.target.value)}>${ACTIONS.map((a) => html`<option value=${a}>${a}</option>`)}</select>
       <label for="perm-policy">Policy</label>
@@ -183,7 +174,7 @@ function Permissions({ session, policies }) {
         <option value="">All policies</option>${policies.map((p) => html`<option value=${p.key}>${p.name}</option>`)}</select>
       <button type="submit" disabled=${grant.busy}>Grant</button>
       <${ErrorText} error=${grant.error} />
-    </form>
+    </form>`}
   </div>`;
 }
 
@@ -201,10 +192,13 @@ function Users({ session }) {
   const [users, setUsers] = useState([]);
   const [next, setNext] = useState(null);
   const [error, setError] = useState(null);
+  const [applied, setApplied] = useState(null);
   const load = async (after = null) => {
     setError(null);
+    const wanted = after ? applied : search.trim() || null;
     try {
-      const data = await graphql(session.token.current, USERS, { filter: { search: search.trim() || null }, after });
+      const data = await graphql(session.token.current, USERS, { filter: { search: wanted }, after });
+      setApplied(wanted);
       const nodes = data.users.edges.map((e) => e.node);
       setUsers(after ? users.concat(nodes) : nodes);
       setNext(data.users.pageInfo.hasNextPage ? data.users.pageInfo.endCursor : null);
@@ -239,7 +233,7 @@ function UserRow({ session, user, onChanged }) {
       return;
     }
     setProblem(null);
-    const data = await mutation.run(query, { subject: user.subject, reason: reason.trim() || null });
+    const { data } = await mutation.run(query, { subject: user.subject, reason: reason.trim() || null });
     if (data) {
       onChanged(data[field].user);
       setReason('');

@@ -12,7 +12,8 @@ import { Admin, POLICY_FIELDS } from './admin.js';
 import { AuditLog, Operations } from './audit.js';
 import { html } from './ui.js';
 
-const VIEWER = `{ viewer { subject name email roles permissions { action policy } } policies { ${POLICY_FIELDS} } }`;
+// The feed's cursor is read with the viewer, before any list: the live feed starts from it.
+const VIEWER = `{ requestEventsCursor viewer { subject name email roles permissions { action policy } } policies { ${POLICY_FIELDS} } }`;
 
 /** The token's `exp` (seconds), read only to warn before it lapses; the server verifies it. */
 function expiryOf(token) {
@@ -135,7 +136,8 @@ function App({ settings, returning }) {
       const data = await graphql(candidate, VIEWER);
       token.current = candidate;
       setPolicies(data.policies);
-      setSession({ token, viewer: data.viewer, oidc, expiresAt: (oidc && oidc.expiresAt) || expiryOf(candidate) });
+      setSession({ token, viewer: data.viewer, oidc, cursor: data.requestEventsCursor,
+        issuedAt: Date.now(), expiresAt: (oidc && oidc.expiresAt) || expiryOf(candidate) });
       setNotice(null);
       return null;
     } catch (err) {
@@ -157,6 +159,7 @@ function App({ settings, returning }) {
     if (!session) return undefined;
     const feed = startLive({
       token,
+      cursor: session.cursor,
       onEvent: (event) => hub.emit(event),
       onStatus: setLive,
       onEnded: (reason, code) => signOut(code === 4430
@@ -167,23 +170,27 @@ function App({ settings, returning }) {
     return () => feed.stop();
   }, [session && session.viewer.subject]);
 
-  // Renew a provider's token a minute before it lapses; a pasted token just ends.
+  // Renew a provider's token before it lapses (a minute before, or halfway for short-lived
+  // ones), trying again until it has actually expired; a pasted token just ends.
   useEffect(() => {
     if (!session || !session.expiresAt) return undefined;
-    const wait = Math.max(0, session.expiresAt - Date.now() - (session.oidc ? 60000 : 0));
-    const timer = setTimeout(async () => {
-      if (!session.oidc) {
-        signOut('Your session has expired. Sign in again to continue.');
-        return;
-      }
+    let timer;
+    const expired = () => signOut('Your session has expired. Sign in again to continue.');
+    const attempt = async () => {
+      if (Date.now() >= session.expiresAt) return expired();
       try {
         const renewed = await renew(settings.oidc, session.oidc);
         token.current = renewed.accessToken;
-        setSession({ ...session, oidc: renewed, expiresAt: renewed.expiresAt });
-      } catch {
-        signOut('Your session has expired. Sign in again to continue.');
+        setSession({ ...session, oidc: renewed, issuedAt: Date.now(), expiresAt: renewed.expiresAt });
+      } catch (err) {
+        if (err.code === 'SESSION_EXPIRED') return expired();
+        timer = setTimeout(attempt, 5000);
       }
-    }, Math.min(wait, 2 ** 31 - 1));
+      return undefined;
+    };
+    const lead = session.oidc ? Math.min(60000, (session.expiresAt - session.issuedAt) / 2) : 0;
+    const wait = Math.max(1000, session.expiresAt - Date.now() - lead);
+    timer = setTimeout(session.oidc ? attempt : expired, Math.min(wait, 2 ** 31 - 1));
     return () => clearTimeout(timer);
   }, [session && session.expiresAt]);
 

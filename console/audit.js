@@ -1,9 +1,9 @@
 // For auditors and admins: the audit log (filters, "load more", verify the hash chain), and
 // what is stuck right now (operations overview, webhook dead letters with replay).
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, newKey, retrySafe, sentence } from './api.js';
+import { useEffect, useState } from 'preact/hooks';
+import { graphql, sentence } from './api.js';
 import { when } from './format.js';
-import { ErrorText, html, useFocusHeading } from './ui.js';
+import { ErrorText, html, useFocusHeading, useMutation } from './ui.js';
 
 const AUDIT = `query($filter: AuditEventFilter, $after: String) { auditEvents(filter: $filter, first: 50, after: $after) {
   edges { node { id sequence action actor actorRoles summary reason occurredAt subjectType subjectId requestId correlationId } }
@@ -18,11 +18,14 @@ export function AuditLog({ session }) {
   const [error, setError] = useState(null);
   const [report, setReport] = useState(null);
   const [verifying, setVerifying] = useState(false);
-  const filter = () => Object.fromEntries(Object.entries(draft).filter(([, v]) => v.trim()).map(([k, v]) => [k, v.trim()]));
+  // "Load more" continues the list on screen: the filter it was loaded with, not the boxes.
+  const [applied, setApplied] = useState({});
   const load = async (after = null) => {
     setError(null);
+    const filter = after ? applied : Object.fromEntries(Object.entries(draft).filter(([, v]) => v.trim()).map(([k, v]) => [k, v.trim()]));
     try {
-      const data = await graphql(session.token.current, AUDIT, { filter: filter(), after });
+      const data = await graphql(session.token.current, AUDIT, { filter, after });
+      setApplied(filter);
       const nodes = data.auditEvents.edges.map((e) => e.node);
       setEvents(after ? events.concat(nodes) : nodes);
       setNext(data.auditEvents.pageInfo.hasNextPage ? data.auditEvents.pageInfo.endCursor : null);
@@ -127,29 +130,15 @@ export function Operations({ session }) {
 }
 
 function DeadLetter({ session, delivery, onReplayed }) {
-  const [key, setKey] = useState(newKey);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const inFlight = useRef(false);
+  const mutation = useMutation(session);
   const replay = async () => {
-    if (inFlight.current) return;
-    inFlight.current = true;
-    setBusy(true);
-    try {
-      await graphql(session.token.current, REPLAY, { input: { id: delivery.id, idempotencyKey: key } });
-      onReplayed();
-    } catch (err) {
-      setError(sentence(err));
-      if (!retrySafe(err)) setKey(newKey());
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    const { data } = await mutation.run(REPLAY, { id: delivery.id });
+    if (data) onReplayed();
   };
   return html`<li class="user">
     <div><strong>${delivery.kind || 'event'}</strong> to webhook <code>${delivery.webhookId}</code>
       <p class="hint">${delivery.attempts} attempts · last ${delivery.lastStatus ? `HTTP ${delivery.lastStatus}` : delivery.lastError || 'no answer'} · dead since ${when(delivery.deadLetteredAt)}</p></div>
-    <button type="button" onClick=${replay} disabled=${busy} aria-label=${`Replay delivery ${delivery.id}`}>Replay</button>
-    <${ErrorText} error=${error} />
+    <button type="button" onClick=${replay} disabled=${mutation.busy} aria-label=${`Replay delivery ${delivery.id}`}>Replay</button>
+    <${ErrorText} error=${mutation.error} />
   </li>`;
 }

@@ -2,9 +2,9 @@
 // viewer may take on it. Every action form makes its idempotency key once, so a double
 // click or a retry acts once; a stale view (CONFLICT) is shown the new state and asked again.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, newKey, REQUEST_DETAIL, retrySafe, sentence } from './api.js';
+import { graphql, REQUEST_DETAIL, sentence } from './api.js';
 import { money, person, statusLabel, timeLeft, when } from './format.js';
-import { ErrorText, Field, Status, describedBy, html, useFocusHeading, useNow } from './ui.js';
+import { ErrorText, Field, Status, describedBy, html, newer, useFocusHeading, useMutation, useNow } from './ui.js';
 
 const REQUEST = `query($id: ID!) { request(id: $id) { ${REQUEST_DETAIL} } }`;
 const APPROVE = `mutation($input: DecideRequestInput!) { approveRequest(input: $input) { replayed request { ${REQUEST_DETAIL} } } }`;
@@ -14,20 +14,34 @@ const CANCEL = `mutation($input: CancelRequestInput!) { cancelRequest(input: $in
 const STAGE_STATE = { ACTIVE: 'Being decided', APPROVED: 'Approved', REJECTED: 'Rejected', CLOSED: 'Closed', SKIPPED: 'Skipped (below its threshold)', WAITING: 'Waiting' };
 
 export function RequestDetail({ session, hub, id }) {
-  const heading = useFocusHeading(id);
   const [request, setRequest] = useState(null);
+  const heading = useFocusHeading(`${id}:${request ? 'loaded' : 'loading'}`);
   const [missing, setMissing] = useState(false);
   const [error, setError] = useState(null);
   // Outlives the form: after a conflict the viewer may no longer be able to act at all.
   const [notice, setNotice] = useState(null);
+  const [done, setDone] = useState(null);
+  const shown = useRef(null);
   const now = useNow(15000);
+
+  // Only this page's request, and never an older state than the one shown: answers can
+  // arrive out of order (a live reload racing a mutation's answer).
+  const show = (next) => {
+    if (!next || next.id !== id || !newer(shown.current, next)) return shown.current;
+    shown.current = next;
+    setRequest(next);
+    return next;
+  };
 
   const reload = async () => {
     try {
       const data = await graphql(session.token.current, REQUEST, { id });
-      if (!data.request) setMissing(true);
-      else setRequest(data.request);
-      return data.request;
+      if (!data.request) {
+        if (id === shown.current?.id || !shown.current) setMissing(true);
+        return null;
+      }
+      setError(null);
+      return show(data.request);
     } catch (err) {
       setError(sentence(err));
       return null;
@@ -35,22 +49,32 @@ export function RequestDetail({ session, hub, id }) {
   };
 
   useEffect(() => {
+    shown.current = null;
     setRequest(null);
     setMissing(false);
     setNotice(null);
+    setDone(null);
     reload();
-    // Another person's decision shows here without a reload.
-    return hub.listen((event) => {
-      if (event.request.id === id) reload();
+    // Another person's decision shows here without a reload. While the viewer could act,
+    // a change is spelled out: what they were about to decide on is not what is there now.
+    return hub.listen(async (event) => {
+      if (event.request.id !== id) return;
+      const before = shown.current;
+      const after = await reload();
+      const byOthers = event.actor.subject !== session.viewer.subject;
+      if (byOthers && before && after && after.version !== before.version && before.viewerCanApprove) {
+        setNotice(changes(before, after));
+      }
     });
-  }, [id, session.token.current]);
+  }, [id]);
 
   if (missing) return html`<section><h1 tabindex="-1" ref=${heading}>Request not found</h1><p>It does not exist, or you are not allowed to see it.</p><p><a href="#/requests">Back to all requests</a></p></section>`;
   if (!request) return html`<section><h1 tabindex="-1" ref=${heading}>Request</h1><${ErrorText} error=${error} />${!error && html`<p aria-busy="true">Loading…</p>`}</section>`;
 
-  const done = (next) => {
+  const acted = (next, what) => {
     setNotice(null);
-    setRequest(next);
+    setDone(what);
+    show(next);
   };
   const viewer = session.viewer;
   const pending = request.status === 'PENDING';
@@ -59,6 +83,8 @@ export function RequestDetail({ session, hub, id }) {
   return html`<article aria-labelledby="detail-heading" class="detail">
     <p><a href="#/requests">← All requests</a></p>
     <h1 id="detail-heading" tabindex="-1" ref=${heading}>${request.title}</h1>
+    <${ErrorText} error=${error} />
+    <p role="status" class="ok">${done || ''}</p>
     <p class="summary"><${Status} status=${request.status} />
       <span class="amount big">${money(request.amount, request.currency)}</span>
       ${pending ? html`<span class="deadline">${timeLeft(request.expiresAt, now)} <small>(until ${when(request.expiresAt)})</small></span>`
@@ -79,8 +105,8 @@ export function RequestDetail({ session, hub, id }) {
     ${notice && html`<div class="conflict" role="alert"><strong>This request changed while you were looking at it.</strong>
       <ul>${notice.map((line) => html`<li>${line}</li>`)}</ul>
       <p>${request.viewerCanApprove || mayCancel ? 'Check it again before you act.' : 'There is nothing left for you to do on it.'}</p></div>`}
-    ${request.viewerCanApprove && html`<${DecideForm} key=${request.id} session=${session} request=${request} onDone=${done} reload=${reload} onConflict=${setNotice} />`}
-    ${mayCancel && html`<${CancelForm} session=${session} request=${request} onDone=${done} reload=${reload} onConflict=${setNotice} />`}
+    ${request.viewerCanApprove && html`<${DecideForm} key=${request.id} session=${session} request=${request} onDone=${acted} reload=${reload} onConflict=${setNotice} />`}
+    ${mayCancel && html`<${CancelForm} session=${session} request=${request} onDone=${acted} reload=${reload} onConflict=${setNotice} />`}
     <${Decisions} decisions=${request.decisions} />
     <${Timeline} events=${request.auditTrail} />
   </article>`;
@@ -132,35 +158,32 @@ function changes(before, after) {
   return lines.length ? lines : ['Its details changed.'];
 }
 
+/** A decision or cancellation: a stale view (CONFLICT) is reloaded and what changed said. */
 function useAction({ session, onDone, reload, onConflict, request }) {
-  const [key, setKey] = useState(newKey);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  // A ref, not state: a second click in the same frame must see the first one at once.
-  const inFlight = useRef(false);
-  const run = async (mutation, input, field) => {
-    if (inFlight.current) return;
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
+  const mutation = useMutation(session);
+  const run = async (query, input, field, what) => {
     onConflict(null);
-    try {
-      const data = await graphql(session.token.current, mutation, { input: { ...input, idempotencyKey: key } });
-      onDone(data[field].request);
-      setKey(newKey());
-    } catch (err) {
-      const stale = err.code === 'CONFLICT' || err.code === 'INVALID_TRANSITION';
-      const now = stale ? await reload() : null;
-      if (now) onConflict(changes(request, now));
-      else setError(sentence(err));
-      // The same key may be sent again only for the same call that may not have run.
-      if (!retrySafe(err)) setKey(newKey());
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
+    const { data, error } = await mutation.run(query, input);
+    if (data) onDone(data[field].request, what);
+    if (error && (error.code === 'CONFLICT' || error.code === 'INVALID_TRANSITION')) {
+      const now = await reload();
+      if (now) {
+        mutation.setError(null);
+        onConflict(changes(request, now));
+      }
     }
   };
-  return { busy, error, run };
+  return { ...mutation, run };
+}
+
+/** When the answer to an action was lost: the same action again (it acts at most once). */
+function Uncertain({ action, onDone, field, what }) {
+  if (!action.uncertain) return null;
+  const again = async () => {
+    const { data } = await action.retry();
+    if (data) onDone(data[field].request, what);
+  };
+  return html`<p><button type="button" onClick=${again} disabled=${action.busy}>Try again</button></p>`;
 }
 
 function DecideForm(props) {
@@ -179,8 +202,10 @@ function DecideForm(props) {
     setCommentError(null);
     action.run(verdict === 'APPROVE' ? APPROVE : REJECT,
       { id: request.id, expectedVersion: request.version, comment: comment.trim() || null },
-      verdict === 'APPROVE' ? 'approveRequest' : 'rejectRequest');
+      verdict === 'APPROVE' ? 'approveRequest' : 'rejectRequest',
+      verdict === 'APPROVE' ? 'You approved it. Your decision is recorded.' : 'You rejected it. Your decision is recorded.');
   };
+  const field = action.uncertain && action.uncertain.query === REJECT ? 'rejectRequest' : 'approveRequest';
   return html`<form class="action" onSubmit=${decide('APPROVE')} aria-labelledby="decide-heading">
     <h2 id="decide-heading">Your decision</h2>
     <${Field} id="decision-comment" label="Comment" hint="Optional to approve, required to reject." error=${commentError}>
@@ -188,9 +213,10 @@ function DecideForm(props) {
         aria-invalid=${commentError ? 'true' : 'false'} aria-describedby=${describedBy('decision-comment', true, commentError)}></textarea>
     </${Field}>
     <${ErrorText} error=${action.error} />
+    <${Uncertain} action=${action} onDone=${props.onDone} field=${field} what="Your decision is recorded." />
     <div class="buttons">
-      <button type="submit" disabled=${action.busy}>Approve</button>
-      <button type="button" class="danger" disabled=${action.busy} onClick=${decide('REJECT')}>Reject</button>
+      <button type="submit" disabled=${action.busy || action.uncertain}>Approve</button>
+      <button type="button" class="danger" disabled=${action.busy || action.uncertain} onClick=${decide('REJECT')}>Reject</button>
     </div>
   </form>`;
 }
@@ -207,7 +233,7 @@ function CancelForm(props) {
       return;
     }
     setReasonError(null);
-    action.run(CANCEL, { id: request.id, reason: reason.trim() }, 'cancelRequest');
+    action.run(CANCEL, { id: request.id, reason: reason.trim() }, 'cancelRequest', 'You cancelled it.');
   };
   return html`<form class="action" onSubmit=${cancel} aria-labelledby="cancel-heading">
     <h2 id="cancel-heading">Cancel this request</h2>
@@ -216,6 +242,7 @@ function CancelForm(props) {
         aria-invalid=${reasonError ? 'true' : 'false'} aria-describedby=${describedBy('cancel-reason', false, reasonError)} />
     </${Field}>
     <${ErrorText} error=${action.error} />
-    <button type="submit" class="secondary" disabled=${action.busy}>Cancel request</button>
+    <${Uncertain} action=${action} onDone=${props.onDone} field="cancelRequest" what="You cancelled it." />
+    <button type="submit" class="secondary" disabled=${action.busy || action.uncertain}>Cancel request</button>
   </form>`;
 }

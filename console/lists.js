@@ -17,47 +17,59 @@ function useLiveList({ session, hub, load, place, deps }) {
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState(null);
   const fresh = useRef(new Set());
+  // Which list this is (filters, order): an answer for an earlier one is dropped.
+  const generation = useRef(0);
+  // Events seen since the list was first read: a page read later may predate some of them.
+  const seen = useRef([]);
   const apply = (current, event) => place(current, event, fresh.current);
 
   useEffect(() => {
-    let active = true;
+    const mine = ++generation.current;
     let loaded = false;
-    const waiting = [];
+    seen.current = [];
+    setRows([]);
+    setNext(null);
     setLoading(true);
     setError(null);
     fresh.current = new Set();
     const stop = hub.listen((event) => {
-      if (!loaded) waiting.push(event);
-      else setRows((current) => apply(current, event));
+      seen.current.push(event);
+      if (loaded) setRows((current) => apply(current, event));
     });
     load(null)
       .then(({ nodes, pageInfo }) => {
-        if (!active) return;
+        if (mine !== generation.current) return;
         loaded = true;
-        setRows(waiting.reduce(apply, nodes));
+        setRows(seen.current.reduce(apply, nodes));
         setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
       })
-      .catch((err) => active && setError(sentence(err)))
-      .finally(() => active && setLoading(false));
+      .catch((err) => mine === generation.current && setError(sentence(err)))
+      .finally(() => mine === generation.current && setLoading(false));
     return () => {
-      active = false;
+      generation.current += 1;
       stop();
     };
   }, deps);
 
   const more = async () => {
+    const mine = generation.current;
     setLoading(true);
     try {
       const { nodes, pageInfo } = await load(next);
+      if (mine !== generation.current) return;
       setRows((current) => {
-        const known = new Set(current.map((r) => r.id));
-        return current.concat(nodes.filter((n) => !known.has(n.id)));
+        const known = new Map(current.map((r) => [r.id, r]));
+        const added = nodes.filter((n) => !known.has(n.id));
+        // A row on the new page may have changed since: the events already seen say how.
+        const updated = seen.current.reduce((rows, event) => (rows.some((r) => r.id === event.request.id)
+          ? replace(rows, event.request) : rows), added);
+        return current.concat(updated);
       });
       setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
     } catch (err) {
-      setError(sentence(err));
+      if (mine === generation.current) setError(sentence(err));
     } finally {
-      setLoading(false);
+      if (mine === generation.current) setLoading(false);
     }
   };
   return { rows, next, loading, error, more, fresh: fresh.current };
@@ -76,7 +88,7 @@ function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
       <th scope="col">Requester</th><th scope="col">Status</th><th scope="col">${showDeadline ? 'Time left' : 'Filed'}</th></tr></thead>
     <tbody>
       ${rows.map((r) => html`<tr key=${r.id} class=${fresh.has(r.id) ? 'fresh' : ''} data-id=${r.id}>
-        <td data-label="Request"><a href=${`#/requests/${r.id}`}>${r.title}</a></td>
+        <td data-label="Request"><a href=${`#/requests/${r.id}`}>${r.title}</a>${fresh.has(r.id) ? html` <span class="new-badge">New</span>` : ''}</td>
         <td data-label="Amount" class="amount">${money(r.amount, r.currency)}</td>
         <td data-label="Policy">${r.policy.name}</td>
         <td data-label="Requester">${person(r.requester)}</td>
@@ -89,19 +101,22 @@ function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
   </table>`;
 }
 
-const MY_QUEUE = `query($after: String, $first: Int) {
-  myQueue(first: $first, after: $after) { edges { node { ${REQUEST_ROW} } } pageInfo { hasNextPage endCursor } }
+const MY_QUEUE = `query($after: String, $first: Int, $order: RequestOrder) {
+  myQueue(first: $first, after: $after, orderBy: $order) { edges { node { ${REQUEST_ROW} } } pageInfo { hasNextPage endCursor } }
 }`;
 
 export function MyQueue({ session, hub }) {
   const heading = useFocusHeading('queue');
   const [order, setOrder] = useState('oldest');
+  // A request that arrives live takes its place in the server's order.
+  const by = order === 'oldest' ? 'createdAt' : 'expiresAt';
+  const sorted = (rows) => [...rows].sort((a, b) => a[by].localeCompare(b[by]) || a.id.localeCompare(b.id));
   const list = useLiveList({
     session,
     hub,
-    deps: [session.token.current],
+    deps: [order],
     load: async (after) => {
-      const data = await graphql(session.token.current, MY_QUEUE, { after, first: PAGE });
+      const data = await graphql(session.token.current, MY_QUEUE, { after, first: PAGE, order: order === 'oldest' ? 'CREATED_AT_ASC' : 'EXPIRES_AT_ASC' });
       return { nodes: data.myQueue.edges.map((e) => e.node), pageInfo: data.myQueue.pageInfo };
     },
     // Mine to decide now: pending and viewerCanApprove (the event carries it for me).
@@ -111,14 +126,12 @@ export function MyQueue({ session, hub }) {
       if (request.status === 'PENDING' && request.viewerCanApprove) {
         if (present) return replace(rows, request);
         fresh.add(request.id);
-        return rows.concat([request]);
+        return sorted(rows.concat([request]));
       }
       return present && newer(present, request) ? rows.filter((r) => r.id !== request.id) : rows;
     },
   });
-  const rows = [...list.rows].sort(order === 'oldest'
-    ? (a, b) => a.createdAt.localeCompare(b.createdAt)
-    : (a, b) => a.expiresAt.localeCompare(b.expiresAt));
+  const rows = list.rows;
   return html`<section aria-labelledby="queue-heading">
     <h1 id="queue-heading" tabindex="-1" ref=${heading}>My queue</h1>
     <p>Requests you may decide now.</p>
@@ -155,7 +168,7 @@ export function AllRequests({ session, hub, policies }) {
   const list = useLiveList({
     session,
     hub,
-    deps: [session.token.current, JSON.stringify(filter)],
+    deps: [JSON.stringify(filter)],
     load: async (after) => {
       const data = await graphql(session.token.current, REQUESTS, { after, first: PAGE, filter });
       return { nodes: data.requests.edges.map((e) => e.node), pageInfo: data.requests.pageInfo };

@@ -18,11 +18,14 @@ const FINAL = new Set([4403, 4430]);
  * 'connecting' | 'live' | 'reconnecting'; `onEnded(reason, code)` is called once when the
  * server refuses this session for good.
  */
-export function startLive({ token, onEvent, onStatus, onEnded }) {
+export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
-  let cursor = null;
+  // Read before the first list was: never null, so even a drop before the first event
+  // resumes from where this console started.
+  let cursor = from;
   let stopped = false;
   let attempt = 0;
+  let upSince = 0;
   let timer = null;
   let unsubscribe = null;
   // The token this socket signed in with: a 4403 for it is no news once a renewed token
@@ -39,7 +42,7 @@ export function startLive({ token, onEvent, onStatus, onEnded }) {
     },
     on: {
       connected: () => {
-        attempt = 0;
+        upSince = Date.now();
         onStatus('live');
       },
     },
@@ -62,6 +65,13 @@ export function startLive({ token, onEvent, onStatus, onEnded }) {
           onEvent(event);
         },
         error: (err) => {
+          // GraphQL errors for the subscription itself (an `error` message).
+          if (Array.isArray(err)) {
+            const extensions = (err[0] && err[0].extensions) || {};
+            if (extensions.code === 'UNAUTHENTICATED') finish(err[0].message, 4403);
+            else retry(extensions.retryAfter ? extensions.retryAfter * 1000 : 0);
+            return;
+          }
           const code = err && typeof err.code === 'number' ? err.code : null;
           if (code === 4403 && token.current && token.current !== used) {
             retry();
@@ -80,13 +90,16 @@ export function startLive({ token, onEvent, onStatus, onEnded }) {
     );
   };
 
-  const retry = () => {
+  // Backs off while failures follow each other; a connection that held for a while
+  // starts the count again.
+  const retry = (atLeast = 0) => {
     if (stopped) return;
     onStatus('reconnecting');
-    attempt += 1;
+    attempt = upSince && Date.now() - upSince > 30000 ? 1 : attempt + 1;
+    upSince = 0;
     const wait = Math.min(10000, 500 * 2 ** Math.min(attempt - 1, 5)) * (0.75 + Math.random() / 2);
     clearTimeout(timer);
-    timer = setTimeout(subscribe, wait);
+    timer = setTimeout(subscribe, Math.max(wait, atLeast));
   };
 
   const finish = (reason, code) => {

@@ -1,10 +1,10 @@
 // Filing a request: the policy's payload JSON Schema becomes the form (types, required
 // fields, enums, descriptions). The server checks everything again; its field errors
 // (`extensions.field`, e.g. `payload.orderId`) land on the field they are about.
-import { useMemo, useRef, useState } from 'preact/hooks';
-import { graphql, newKey, REQUEST_ROW, retrySafe, sentence } from './api.js';
+import { useMemo, useState } from 'preact/hooks';
+import { REQUEST_ROW, sentence } from './api.js';
 import { checkAmount, currencyDigits } from './format.js';
-import { ErrorText, Field, describedBy, html, useFocusHeading } from './ui.js';
+import { ErrorText, Field, describedBy, html, useFocusHeading, useMutation } from './ui.js';
 
 const SUBMIT = `mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { replayed request { ${REQUEST_ROW} } } }`;
 const CURRENCIES = ['EUR', 'USD', 'GBP', 'CHF', 'JPY', 'SEK', 'NOK', 'DKK', 'PLN', 'KWD'];
@@ -61,10 +61,7 @@ export function NewRequest({ session, policies }) {
   const [values, setValues] = useState({ title: '', amount: '', currency: 'EUR', description: '' });
   const [payload, setPayload] = useState({});
   const [errors, setErrors] = useState({});
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const [key, setKey] = useState(newKey);
-  const inFlight = useRef(false);
+  const mutation = useMutation(session);
   const policy = usable.find((p) => p.key === policyKey);
   const fields = useMemo(() => fieldsOf(policy && policy.payloadSchema), [policy]);
 
@@ -74,9 +71,22 @@ export function NewRequest({ session, policies }) {
   const set = (name) => (e) => setValues({ ...values, [name]: e.target.value });
   const setField = (name, value) => setPayload({ ...payload, [name]: value });
 
+  const filed = (outcome) => {
+    if (outcome.data) {
+      location.hash = `#/requests/${outcome.data.submitRequest.request.id}`;
+      return;
+    }
+    const err = outcome.error;
+    if (err && err.field && document.getElementById(fieldId(err.field))) {
+      mutation.setError(null);
+      setErrors({ [err.field]: sentence(err) });
+      document.getElementById(fieldId(err.field)).focus();
+    }
+  };
+
   const submit = async (e) => {
     e.preventDefault();
-    if (inFlight.current) return;
+    if (mutation.uncertain) return;
     const found = {};
     if (!policy) found.policy = 'Choose a policy.';
     if (!values.title.trim()) found.title = 'Give the request a title.';
@@ -93,31 +103,15 @@ export function NewRequest({ session, policies }) {
       else if (!result.skip) body[field.name] = result.value;
     }
     setErrors(found);
-    setError(null);
+    mutation.setError(null);
     if (Object.keys(found).length) {
       const first = document.getElementById(fieldId(Object.keys(found)[0]));
       if (first) first.focus();
       return;
     }
-    inFlight.current = true;
-    setBusy(true);
-    try {
-      const input = { policy: policy.key, title: values.title.trim(), amount: values.amount.trim(), currency,
-        description: values.description.trim() || null, payload: body, idempotencyKey: key };
-      const data = await graphql(session.token.current, SUBMIT, { input });
-      location.hash = `#/requests/${data.submitRequest.request.id}`;
-    } catch (err) {
-      if (err.field && document.getElementById(fieldId(err.field))) {
-        setErrors({ [err.field]: sentence(err) });
-        document.getElementById(fieldId(err.field)).focus();
-      } else {
-        setError(sentence(err));
-      }
-      if (!retrySafe(err)) setKey(newKey());
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    const input = { policy: policy.key, title: values.title.trim(), amount: values.amount.trim(), currency,
+      description: values.description.trim() || null, payload: body };
+    filed(await mutation.run(SUBMIT, input));
   };
 
   const digits = currencyDigits(values.currency);
@@ -127,6 +121,7 @@ export function NewRequest({ session, policies }) {
   return html`<section aria-labelledby="new-heading">
     <h1 id="new-heading" tabindex="-1" ref=${heading}>New request</h1>
     <form class="new-request" onSubmit=${submit} noValidate>
+      <fieldset class="bare" disabled=${Boolean(mutation.uncertain)}>
       <${Field} id="new-policy" label="Policy" error=${errors.policy} hint=${policy && policy.description}>
         <select id="new-policy" value=${policyKey} onChange=${(e) => { setPolicyKey(e.target.value); setPayload({}); setErrors({}); }}
           aria-invalid=${errors.policy ? 'true' : 'false'} aria-describedby=${describedBy('new-policy', policy && policy.description, errors.policy)}>
@@ -152,8 +147,13 @@ export function NewRequest({ session, policies }) {
         ${fields.map((field) => html`<${PayloadField} key=${field.name} field=${field} value=${payload[field.name]}
           error=${errors[`payload.${field.name}`]} onChange=${(v) => setField(field.name, v)} />`)}
       </fieldset>`}
-      <${ErrorText} error=${error} />
-      <button type="submit" disabled=${busy}>File request</button>
+      </fieldset>
+      <${ErrorText} error=${mutation.error} />
+      ${mutation.uncertain
+        // The request may have been filed: only the same request again, never an edited one.
+        ? html`<p>It is not known whether the request was filed. Try again: it will be filed once at most.</p>
+          <button type="button" disabled=${mutation.busy} onClick=${async () => filed(await mutation.retry())}>Try again</button>`
+        : html`<button type="submit" disabled=${mutation.busy}>File request</button>`}
     </form>
   </section>`;
 }

@@ -41,6 +41,10 @@ async function discover(settings) {
     throw new Error('The sign-in service did not describe itself. Ask an administrator to check the console settings.');
   }
   const metadata = await response.json();
+  // A document naming another issuer is not this provider's (OpenID Connect Discovery §4.3).
+  if (typeof metadata.issuer !== 'string' || metadata.issuer.replace(/\/+$/, '') !== issuer) {
+    throw new Error('The sign-in service describes itself as another service. Ask an administrator to check the console settings.');
+  }
   metadataByIssuer.set(issuer, metadata);
   return metadata;
 }

@@ -2,6 +2,7 @@
 import { h } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
+import { graphql, newKey, retrySafe, sentence } from './api.js';
 import { statusLabel } from './format.js';
 
 export const html = htm.bind(h);
@@ -52,4 +53,47 @@ export function Field({ id, label, hint, error, children }) {
 
 export function describedBy(id, hint, error) {
   return [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(' ') || undefined;
+}
+
+/**
+ * Runs a form's mutations. The idempotency key follows the call: the same mutation with the
+ * same input (a double click, a retry after a lost answer) carries the same key, so it acts
+ * once; any other call gets a new key, so the server never sees one key for two inputs.
+ * `uncertain` is set when the outcome is unknown (the answer was lost): the form should
+ * offer the same call again rather than let it be edited into a second one.
+ */
+export function useMutation(session) {
+  const pending = useRef(null);
+  const inFlight = useRef(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const [uncertain, setUncertain] = useState(null);
+  const run = async (query, input) => {
+    // A ref, not state: a second click in the same frame must see the first one at once.
+    if (inFlight.current) return { skipped: true };
+    const fingerprint = query + JSON.stringify(input);
+    if (!pending.current || pending.current.fingerprint !== fingerprint) pending.current = { fingerprint, key: newKey() };
+    inFlight.current = true;
+    setBusy(true);
+    setError(null);
+    try {
+      const data = await graphql(session.token.current, query, { input: { ...input, idempotencyKey: pending.current.key } });
+      pending.current = null;
+      setUncertain(null);
+      return { data };
+    } catch (err) {
+      setError(sentence(err));
+      if (retrySafe(err)) setUncertain({ query, input });
+      else {
+        pending.current = null;
+        setUncertain(null);
+      }
+      return { error: err };
+    } finally {
+      inFlight.current = false;
+      setBusy(false);
+    }
+  };
+  const retry = () => (uncertain ? run(uncertain.query, uncertain.input) : Promise.resolve({ skipped: true }));
+  return { run, retry, busy, error, setError, uncertain };
 }

@@ -146,6 +146,28 @@ pub async fn list(
                 .like(LikeExpr::new(pattern).escape('\\')),
         );
     }
+    let rows = ordered_page(query, order, after)?
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(into_page(rows, limit, |r| order.sort_value(r)))
+}
+
+impl Order {
+    fn sort_value(self, row: &request::Model) -> DateTime<Utc> {
+        match self {
+            Order::ExpiresAtAsc => row.expires_at,
+            _ => row.created_at,
+        }
+    }
+}
+
+/// `query` in `order` (the id breaking ties), after the `after` cursor's row.
+fn ordered_page(
+    mut query: sea_orm::Select<request::Entity>,
+    order: Order,
+    after: Option<String>,
+) -> Result<sea_orm::Select<request::Entity>, AppError> {
     let (sort_column, ascending) = match order {
         Order::CreatedAtAsc => (request::Column::CreatedAt, true),
         Order::CreatedAtDesc => (request::Column::CreatedAt, false),
@@ -155,7 +177,7 @@ pub async fn list(
         let (at, id) = decode_cursor(&cursor)?;
         query = query.filter(after_key(sort_column, ascending, at, id));
     }
-    query = if ascending {
+    Ok(if ascending {
         query
             .order_by_asc(sort_column)
             .order_by_asc(request::Column::Id)
@@ -163,12 +185,7 @@ pub async fn list(
         query
             .order_by_desc(sort_column)
             .order_by_desc(request::Column::Id)
-    };
-    let rows = query.limit(limit + 1).all(db).await?;
-    Ok(into_page(rows, limit, |r| match order {
-        Order::ExpiresAtAsc => r.expires_at,
-        _ => r.created_at,
-    }))
+    })
 }
 
 fn into_page(
@@ -187,12 +204,13 @@ fn into_page(
 }
 
 /// What the viewer may see and decide now — pending, before its deadline, at a stage
-/// whose role they hold, not theirs and not already decided by them — oldest first.
+/// whose role they hold, not theirs and not already decided by them — in `order`.
 pub async fn my_queue(
     db: &DatabaseConnection,
     viewer: &Viewer,
     grants: &Grants,
     now: DateTime<Utc>,
+    order: Order,
     first: Option<i32>,
     after: Option<String>,
 ) -> Result<Page, AppError> {
@@ -216,18 +234,12 @@ pub async fn my_queue(
     let Some(decidable) = decidable_now(asker(viewer, grants), &stages, &policies, now) else {
         return Ok(empty);
     };
-    let mut query = request::Entity::find().filter(decidable);
-    if let Some(cursor) = after {
-        let (at, id) = decode_cursor(&cursor)?;
-        query = query.filter(after_key(request::Column::CreatedAt, true, at, id));
-    }
-    let rows = query
-        .order_by_asc(request::Column::CreatedAt)
-        .order_by_asc(request::Column::Id)
+    let query = request::Entity::find().filter(decidable);
+    let rows = ordered_page(query, order, after)?
         .limit(limit + 1)
         .all(db)
         .await?;
-    Ok(into_page(rows, limit, |r| r.created_at))
+    Ok(into_page(rows, limit, |r| order.sort_value(r)))
 }
 
 /// Whether the viewer may decide `request` now (its policy version and decisions given).

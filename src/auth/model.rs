@@ -37,6 +37,13 @@ impl Claims {
     /// The roles at `path` (a dotted claim path, split). A token without the claim has no
     /// roles; one whose claim is not a list of strings is refused rather than guessed at.
     pub fn roles_at(&self, path: &[String]) -> Result<Vec<String>, MalformedRoles> {
+        // A claim whose own name has dots (Auth0's `https://example.com/roles`) is found
+        // by its whole name first.
+        if path.len() > 1 {
+            if let Some(value) = self.other.get(&path.join(".")) {
+                return roles_in(value);
+            }
+        }
         let Some((first, rest)) = path.split_first() else {
             return Ok(Vec::new());
         };
@@ -53,14 +60,18 @@ impl Claims {
                 _ => return Err(MalformedRoles),
             }
         }
-        match value {
-            Value::Null => Ok(Vec::new()),
-            Value::Array(items) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned).ok_or(MalformedRoles))
-                .collect(),
-            _ => Err(MalformedRoles),
-        }
+        roles_in(value)
+    }
+}
+
+fn roles_in(value: &Value) -> Result<Vec<String>, MalformedRoles> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(MalformedRoles))
+            .collect(),
+        _ => Err(MalformedRoles),
     }
 }
 
@@ -99,6 +110,15 @@ mod tests {
         assert_eq!(c.roles_at(&path("groups")), Err(MalformedRoles));
         assert_eq!(c.roles_at(&path("roles")), Err(MalformedRoles));
         assert_eq!(c.roles_at(&path("groups.x")), Err(MalformedRoles));
+    }
+
+    #[test]
+    fn a_claim_named_with_dots_is_found_by_its_whole_name() {
+        let c = claims(serde_json::json!({ "https://example.com/roles": ["finance"] }));
+        assert_eq!(
+            c.roles_at(&path("https://example.com/roles")),
+            Ok(vec!["finance".into()])
+        );
     }
 
     #[test]

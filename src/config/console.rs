@@ -52,8 +52,13 @@ pub(super) fn oidc(vars: &Vars, environment: Environment) -> anyhow::Result<Opti
     if environment == Environment::Production && !secure {
         bail!("production needs an https COUNTERSIGN_OIDC_ISSUER");
     }
-    if issuer.contains(['\'', '"', ';', ' ', ',']) {
-        bail!("COUNTERSIGN_OIDC_ISSUER is not a URL: `{issuer}`");
+    // It goes into the console's Content-Security-Policy: plain ASCII URL characters only.
+    let url_char = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&()*+=%".contains(c);
+    if !issuer.chars().all(url_char) || issuer.contains(['\'', ';', ',']) {
+        bail!(
+            "COUNTERSIGN_OIDC_ISSUER must be an ASCII URL (punycode for international \
+             names), not `{issuer}`"
+        );
     }
     let Some(client_id) = vars.get("COUNTERSIGN_OIDC_CLIENT_ID") else {
         bail!("COUNTERSIGN_OIDC_ISSUER is set; COUNTERSIGN_OIDC_CLIENT_ID must be too");
@@ -151,5 +156,10 @@ mod tests {
             )
             .is_err()
         );
+        let international = [
+            ("COUNTERSIGN_OIDC_ISSUER", "https://idé.example"),
+            ("COUNTERSIGN_OIDC_CLIENT_ID", "c"),
+        ];
+        assert!(read(&international, Environment::Development).is_err());
     }
 }

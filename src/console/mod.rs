@@ -149,10 +149,13 @@ fn asset(path: &str, config: &Config) -> Response {
 }
 
 fn with_headers(mut response: Response, config: &Config) -> Response {
+    let Ok(policy) = HeaderValue::from_str(&policy(config)) else {
+        // Never a console page without its policy (configuration refuses such an issuer).
+        tracing::error!("the console's Content-Security-Policy is not a valid header value");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    };
     let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(&policy(config)) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

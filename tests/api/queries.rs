@@ -213,3 +213,37 @@ backend_tests! {
         }
     }
 }
+
+backend_tests! {
+    async fn my_queue_puts_the_nearest_deadline_first_when_asked_page_by_page(backend) {
+        let app = spawn_app(backend).await;
+        let early_filed = submit(&app, Persona::Alice, refund("10.00")).await;
+        // Requests filed from now on have an hour, not three days.
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }";
+        app.graphql_as(Persona::Grace, upsert, json!({ "input": {
+            "key": "refund", "name": "Refund", "expiresAfterSeconds": 3600,
+            "stages": [{ "name": "Finance review", "approverRoles": ["finance"], "requiredApprovals": 1 }],
+        }})).await.expect_ok();
+        let late_filed = submit(&app, Persona::Alice, refund("20.00")).await;
+        let query = "query($order: RequestOrder, $after: String) { myQueue(first: 1, after: $after, orderBy: $order) {
+            edges { node { id } } pageInfo { endCursor hasNextPage } } }";
+        let walk = |order: Value| {
+            let app = &app;
+            async move {
+                let mut ids = Vec::new();
+                let mut after = Value::Null;
+                loop {
+                    let response = app.graphql_as(Persona::Bob, query, json!({ "order": order, "after": after })).await;
+                    let page = response.expect_ok()["myQueue"].clone();
+                    ids.extend(page["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].clone()));
+                    if page["pageInfo"]["hasNextPage"] != true {
+                        return ids;
+                    }
+                    after = page["pageInfo"]["endCursor"].clone();
+                }
+            }
+        };
+        assert_eq!(walk(Value::Null).await, [early_filed["id"].clone(), late_filed["id"].clone()], "oldest first");
+        assert_eq!(walk(json!("EXPIRES_AT_ASC")).await, [late_filed["id"].clone(), early_filed["id"].clone()], "nearest deadline first");
+    }
+}

@@ -118,6 +118,22 @@ backend_tests! {
         assert_eq!(next_event(&mut resumed, Duration::from_millis(500)).await, None, "no duplicate");
     }
 
+    async fn the_feed_cursor_read_before_a_list_lets_a_later_subscription_miss_nothing(backend) {
+        let app = spawn_app(backend).await;
+        let bob_token = app.token_for(Persona::Bob);
+        submit(&app, Persona::Alice, refund("10.00")).await;
+        let read = app.graphql(Some(&bob_token), "{ requestEventsCursor }", json!({})).await;
+        let cursor = read.expect_ok()["requestEventsCursor"].as_str().expect("a cursor").to_owned();
+        // Committed after the read, before anyone subscribed.
+        let between = submit(&app, Persona::Alice, refund("20.00")).await;
+        let mut bob = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
+        let event = next_event(&mut bob, WITHIN).await.expect("the change in between");
+        assert_eq!(event["request"]["id"], between["id"]);
+        assert_eq!(next_event(&mut bob, Duration::from_millis(300)).await, None, "nothing older");
+        let anonymous = app.graphql(None, "{ requestEventsCursor }", json!({})).await;
+        assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
+    }
+
     async fn a_support_user_never_receives_other_peoples_refunds(backend) {
         let app = spawn_app(backend).await;
         let mut alice = subscribe(&app, &app.token_for(Persona::Alice), Some("0"), json!(null)).await;

@@ -41,6 +41,17 @@ async function submitRefund(server, title, amount) {
   return data.submitRequest.request.id;
 }
 
+/** Lets a test hold back the events the server pushes to a page (`feed.holding = true`). */
+async function holdableFeed(page) {
+  const feed = { holding: false };
+  await page.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+    const upstream = ws.connectToServer();
+    upstream.onMessage((message) => { if (!feed.holding || !String(message).includes('"next"')) ws.send(message); });
+    ws.onMessage((message) => upstream.send(message));
+  });
+  return feed;
+}
+
 function assertNoProblems(...pages) {
   for (const page of pages) assert.deepEqual(page.problems, [], 'no errors in the browser console');
 }
@@ -88,6 +99,7 @@ test('reject needs a comment; a double-clicked Approve decides once', async () =
     const first = await submitRefund(server, 'Scratched table', '120.00');
     const second = await submitRefund(server, 'Late delivery', '80.00');
     const bob = await openConsole(browser, server);
+    const feed = await holdableFeed(bob);
     await signInAs(bob, 'bob');
 
     await bob.goto(`${server.url}/#/requests/${first}`);
@@ -105,6 +117,38 @@ test('reject needs a comment; a double-clicked Approve decides once', async () =
     assert.equal(stored.decisions.length, 1, 'one decision');
     assert.equal(stored.auditTrail.filter((e) => e.action === 'request.approved').length, 1, 'one approval in the audit trail');
     assert.equal(stored.auditTrail.filter((e) => e.actor === 'bob').length, 1, 'bob acted once');
+
+    // The approval reaches the server but its answer is lost: "Try again" sends the same
+    // call with the same key, and the server replays the outcome instead of deciding twice.
+    const third = await submitRefund(server, 'Lost answer', '30.00');
+    await bob.goto(`${server.url}/#/requests/${third}`);
+    await bob.getByRole('button', { name: 'Approve' }).waitFor();
+    // Nor does the live feed tell this page what happened.
+    feed.holding = true;
+    const sent = [];
+    let dropped = false;
+    await bob.route('**/graphql', async (route) => {
+      const body = route.request().postData() || '';
+      if (!body.includes('approveRequest')) return route.continue();
+      sent.push(JSON.parse(body).variables.input.idempotencyKey);
+      if (dropped) return route.continue();
+      dropped = true;
+      await route.fetch();
+      return route.abort('connectionreset');
+    });
+    await bob.getByLabel('Comment').fill('Checked twice.');
+    await bob.getByRole('button', { name: 'Approve' }).click();
+    await bob.getByText('could not be reached').waitFor();
+    assert.equal(await bob.getByRole('button', { name: 'Approve' }).isDisabled(), true, 'no second, different decision');
+    await bob.getByRole('button', { name: 'Try again' }).click();
+    await bob.locator('.summary').getByText('Approved').waitFor();
+    assert.equal(sent.length, 2);
+    assert.equal(sent[0], sent[1], 'the retry carries the same idempotency key');
+    const retried = (await api(server, server.tokens.grace, DETAIL, { id: third })).request;
+    assert.equal(retried.decisions.length, 1, 'one decision after a lost answer and a retry');
+    const failed = bob.problems.filter((p) => !p.includes('ERR_CONNECTION_RESET'));
+    bob.problems.length = 0;
+    bob.problems.push(...failed);
     assertNoProblems(bob);
     await bob.context().close();
   });
@@ -114,18 +158,12 @@ test('a stale approval shows what changed and the new state', async () => {
   await withServer('sqlite', async (server) => {
     const id = await submitRefund(server, 'Duplicate charge', '5000.00');
     const bob = await openConsole(browser, server);
-    // Hold back what the server pushes to bob's console: his page stays as it was, as a
-    // tab would that has not caught up yet.
-    let holding = false;
-    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
-      const upstream = ws.connectToServer();
-      upstream.onMessage((message) => { if (!holding || !String(message).includes('"next"')) ws.send(message); });
-      ws.onMessage((message) => upstream.send(message));
-    });
+    // bob's page stays as it was, as a tab would that has not caught up yet.
+    const feed = await holdableFeed(bob);
     await signInAs(bob, 'bob');
     await bob.goto(`${server.url}/#/requests/${id}`);
     await bob.getByRole('button', { name: 'Approve' }).waitFor();
-    holding = true;
+    feed.holding = true;
 
     // Meanwhile carol, in her own tab, approves the first stage.
     await api(server, server.tokens.carol,
@@ -215,9 +253,8 @@ test('a dropped connection shows Reconnecting… and resumes by cursor: no gap, 
       ws.connectToServer();
     });
     await signInAs(bob, 'bob');
-    await submitRefund(server, 'Before the outage', '10.00');
-    await bob.getByRole('link', { name: 'Before the outage' }).waitFor();
-
+    // Cut before this console has received a single event: it resumes from the cursor it
+    // read at sign-in.
     down = true;
     for (const ws of sockets) await ws.close({ code: 4500, reason: 'network down' });
     await bob.locator('[data-live="reconnecting"]').waitFor();
@@ -234,7 +271,7 @@ test('a dropped connection shows Reconnecting… and resumes by cursor: no gap, 
     await submitRefund(server, 'After the outage', '13.00');
     await bob.getByRole('link', { name: 'After the outage' }).waitFor();
     const titles = await bob.locator('table.requests tbody a').allInnerTexts();
-    assert.deepEqual(titles.sort(), ['After the outage', 'Before the outage', 'During the outage 1', 'During the outage 2']);
+    assert.deepEqual(titles.sort(), ['After the outage', 'During the outage 1', 'During the outage 2']);
     assertNoProblems(bob);
     await bob.context().close();
   });

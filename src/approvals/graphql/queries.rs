@@ -74,20 +74,31 @@ impl ApprovalsQuery {
         Ok(page.into())
     }
 
-    /// Pending requests the viewer may decide now, oldest first.
+    /// Pending requests the viewer may decide now: oldest first by default,
+    /// `EXPIRES_AT_ASC` for the nearest deadline first.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn my_queue(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        order_by: Option<Order>,
     ) -> error::Result<RequestConnection> {
         let viewer = require_viewer(ctx)?;
         let grants = operation_grants(ctx, viewer).await?;
         let now = clock(ctx).now();
-        let page = queries::my_queue(db(ctx), viewer, &grants, now, first, after).await?;
+        let order = order_by.unwrap_or(Order::CreatedAtAsc);
+        let page = queries::my_queue(db(ctx), viewer, &grants, now, order, first, after).await?;
         prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
         Ok(page.into())
+    }
+
+    /// Where the request feed stands now. Pass it as `after` to `requestEvents` to get every
+    /// change committed after this moment: read it before loading a list, subscribe with
+    /// it, and nothing that happens in between is missed.
+    async fn request_events_cursor(&self, ctx: &Context<'_>) -> error::Result<String> {
+        require_viewer(ctx)?;
+        Ok(crate::audit::service::head(db(ctx)).await?.0.to_string())
     }
 
     /// The current version of every policy the viewer may use, decide or manage.
