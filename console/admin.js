@@ -33,6 +33,7 @@ const UPSERT = `mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $inpu
 
 function Policies({ session, policies, onChanged }) {
   const [editing, setEditing] = useState(null);
+  const [history, setHistory] = useState(null);
   return html`<div>
     <h2>Policies</h2>
     <table class="plain"><caption class="visually-hidden">Policies and their current versions</caption>
@@ -41,9 +42,13 @@ function Policies({ session, policies, onChanged }) {
         <td data-label="Policy"><strong>${p.name}</strong> <code>${p.key}</code></td>
         <td data-label="Version">v${p.version}, ${when(p.createdAt)} by ${p.createdBy}</td>
         <td data-label="Stages">${p.stages.map((s) => s.name).join(' → ')}</td>
-        <td><button class="secondary" onClick=${() => setEditing(p.key)} aria-label=${`Edit stages of ${p.name}`}>Edit stages</button></td>
+        <td><div class="buttons">
+          <button class="secondary" onClick=${() => { setHistory(null); setEditing(p.key); }} aria-label=${`Edit stages of ${p.name}`}>Edit stages</button>
+          <button class="secondary" onClick=${() => { setEditing(null); setHistory(p.key); }} aria-label=${`Versions of ${p.name}`}>Versions</button>
+        </div></td>
       </tr>`)}</tbody>
     </table>
+    ${history && html`<${Versions} key=${history} session=${session} policyKey=${history} />`}
     ${editing && html`<${StageEditor} key=${editing} session=${session} policyKey=${editing}
       onSaved=${(saved) => { onChanged(saved); setEditing(null); }} onClose=${() => setEditing(null)} />`}
   </div>`;
@@ -53,6 +58,27 @@ const toDraft = (s) => ({ name: s.name, roles: s.approverRoles.join(', '), requi
   minAmounts: s.minAmounts.map((m) => `${m.amount} ${m.currency}`).join(', ') });
 
 const POLICIES = `query { policies { ${POLICY_FIELDS} } }`;
+const VERSIONS = `query($key: String!) { policyVersions(key: $key) { ${POLICY_FIELDS} } }`;
+
+/** Every version of a policy: requests keep the one they were filed under. */
+function Versions({ session, policyKey }) {
+  const [versions, setVersions] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    graphql(session.token.current, VERSIONS, { key: policyKey })
+      .then((data) => setVersions(data.policyVersions))
+      .catch((err) => setError(sentence(err)));
+  }, [policyKey]);
+  if (!versions) return html`<${ErrorText} error=${error} />`;
+  return html`<section aria-labelledby="versions-heading">
+    <h3 id="versions-heading">Versions of ${policyKey}</h3>
+    <ol class="timeline" reversed>${versions.map((v) => html`<li key=${v.version}>
+      <strong>Version ${v.version}</strong>, ${when(v.createdAt)} by ${v.createdBy}:
+      ${v.stages.map((s) => `${s.name} (${s.approverRoles.join(', ')}${s.minAmounts.length ? ` from ${s.minAmounts.map((m) => `${m.amount} ${m.currency}`).join(' / ')}` : ''})`).join(' → ')};
+      expires after ${v.expiresAfterSeconds / 3600} h
+    </li>`)}</ol>
+  </section>`;
+}
 
 /** Opens on the policy as it is now, not as it was at sign-in: saving sends all of it back. */
 function StageEditor({ session, policyKey, onSaved, onClose }) {
@@ -94,10 +120,14 @@ function StageForm({ session, policy, onSaved, onClose }) {
         requiredApprovals: Number.parseInt(s.required, 10), minAmounts });
     }
     setProblem(null);
-    const { data } = await mutation.run(UPSERT, { key: policy.key, name: policy.name, description: policy.description,
+    const { data, error } = await mutation.run(UPSERT, { key: policy.key, name: policy.name, description: policy.description,
       expiresAfterSeconds: Math.round(Number(hours) * 3600), allowSameApproverAcrossStages: policy.allowSameApproverAcrossStages,
-      payloadSchema: policy.payloadSchema, stages: parsed });
+      payloadSchema: policy.payloadSchema, stages: parsed, expectedVersion: policy.version });
     if (data) onSaved(data.upsertPolicy.policy);
+    if (error && error.code === 'CONFLICT') {
+      mutation.setError(null);
+      setProblem('Someone saved a newer version of this policy while you were editing. Close the editor and open it again to start from the newest version.');
+    }
   };
   return html`<form class="editor" onSubmit=${save} aria-labelledby="editor-heading">
     <h3 id="editor-heading">Stages of ${policy.name} (saving makes version ${policy.version + 1}; pending requests keep theirs)</h3>
@@ -187,6 +217,35 @@ const CHANGES = {
   revoke: ['End sessions', `mutation($input: RevokeSessionsInput!) { revokeSessions(input: $input) { user { ${USER_FIELDS} } } }`, 'revokeSessions'],
 };
 
+const DISABLE = CHANGES.disable[1];
+
+/** Someone who has not used Countersign yet can be shut out before their first request. */
+function DisableOther({ session, onDisabled }) {
+  const [subject, setSubject] = useState('');
+  const [reason, setReason] = useState('');
+  const mutation = useMutation(session);
+  const submit = async (e) => {
+    e.preventDefault();
+    if (!subject.trim() || !reason.trim()) {
+      mutation.setError('Give the person\'s subject and a reason.');
+      return;
+    }
+    const { data } = await mutation.run(DISABLE, { subject: subject.trim(), reason: reason.trim() });
+    if (data) {
+      onDisabled(data.disableUser.user);
+      setSubject('');
+      setReason('');
+    }
+  };
+  return html`<form class="inline-form" onSubmit=${submit} aria-labelledby="disable-other">
+    <h3 id="disable-other">Disable someone not listed</h3>
+    <label for="other-subject">Subject</label><input id="other-subject" value=${subject} onInput=${(e) => setSubject(e.target.value)} />
+    <label for="other-reason">Reason</label><input id="other-reason" value=${reason} onInput=${(e) => setReason(e.target.value)} />
+    <button type="submit" class="danger" disabled=${mutation.busy}>Disable</button>
+    <${ErrorText} error=${mutation.error} />
+  </form>`;
+}
+
 function Users({ session }) {
   const [search, setSearch] = useState('');
   const [users, setUsers] = useState([]);
@@ -218,6 +277,7 @@ function Users({ session }) {
     <${ErrorText} error=${error} />
     <ul class="users">${users.map((u) => html`<${UserRow} key=${u.subject} session=${session} user=${u} onChanged=${replaced} />`)}</ul>
     ${next && html`<button class="secondary" onClick=${() => load(next)}>Load more</button>`}
+    <${DisableOther} session=${session} onDisabled=${(user) => setUsers(users.some((u) => u.subject === user.subject) ? users.map((u) => (u.subject === user.subject ? user : u)) : users.concat([user]))} />
   </div>`;
 }
 

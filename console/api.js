@@ -57,7 +57,7 @@ const SENTENCES = {
   UNAUTHENTICATED: 'Your session has ended. Sign in again to continue.',
   FORBIDDEN: 'You are not allowed to do that. If you think you should be, ask an administrator.',
   NOT_FOUND: 'That no longer exists, or you are not allowed to see it.',
-  CONFLICT: 'Someone changed this request while you were looking at it. Check what changed and decide again.',
+  CONFLICT: 'Someone changed this while you were looking at it. Check what changed and try again.',
   INVALID_TRANSITION: 'This request can no longer be changed that way: it has already moved on.',
   IDEMPOTENCY_KEY_REUSED: 'This form was already used for something else. Reload the request and try again.',
   IDEMPOTENCY_KEY_IN_USE: 'Your earlier click is still being handled. Wait a moment; it will not be done twice.',

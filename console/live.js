@@ -12,6 +12,7 @@ const SUBSCRIPTION = `subscription($after: String) {
 // 4403: the token expired, the user was disabled or their sessions were revoked. 4430: too
 // many consoles open for one person. Neither gets better by reconnecting.
 const FINAL = new Set([4403, 4430]);
+const PONG_WAIT = 10000;
 
 /**
  * Starts the feed. `onEvent(event)` gets each event once, in commit order; `onStatus` gets
@@ -26,6 +27,7 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
   let stopped = false;
   let attempt = 0;
   let upSince = 0;
+  let silence = null;
   let timer = null;
   let unsubscribe = null;
   // The token this socket signed in with: a 4403 for it is no news once a renewed token
@@ -45,6 +47,17 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
         upSince = Date.now();
         onStatus('live');
       },
+      // A half-open connection answers no ping: without a pong in time it is ended, so the
+      // header does not say "Live" over a dead line.
+      ping: (received) => {
+        if (received) return;
+        clearTimeout(silence);
+        silence = setTimeout(() => client.terminate(), PONG_WAIT);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(silence);
+      },
+      closed: () => clearTimeout(silence),
     },
   });
 
@@ -111,6 +124,7 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
   const stop = () => {
     stopped = true;
     clearTimeout(timer);
+    clearTimeout(silence);
     if (unsubscribe) unsubscribe();
     client.dispose();
   };

@@ -50,6 +50,8 @@ pub struct UpsertPolicyInput {
     pub payload_schema: Option<Value>,
     pub allow_same_approver_across_stages: bool,
     pub stages: Vec<StageInput>,
+    /// The version the edit was made on (0: none yet), when the editor says.
+    pub expected_version: Option<i32>,
 }
 
 const MAX_STAGES: usize = 10;
@@ -171,6 +173,7 @@ impl Command for UpsertPolicy {
             "expiresAfterSeconds": input.expires_after_seconds,
             "payloadSchema": input.payload_schema,
             "allowSameApproverAcrossStages": input.allow_same_approver_across_stages,
+            "expectedVersion": input.expected_version,
             "stages": input.stages.iter().map(|s| json!({
                 "name": s.name, "approverRoles": s.approver_roles,
                 "requiredApprovals": s.required_approvals, "minAmounts": s.min_amounts,
@@ -194,7 +197,17 @@ impl Command for UpsertPolicy {
     ) -> Result<Effect<PolicyVersion>, AppError> {
         authorize(txn, &ctx.actor, Action::PolicyManage, Some(&self.input.key)).await?;
         let previous = current_policy(txn, &self.input.key).await?;
-        let version = previous.as_ref().map_or(1, |p| p.policy.version + 1);
+        let current = previous.as_ref().map_or(0, |p| p.policy.version);
+        if let Some(expected) = self.input.expected_version
+            && expected != current
+        {
+            return Err(AppError::Conflict(format!(
+                "policy {} is at version {current}, not {expected}: someone saved it since; \
+                 read it again",
+                self.input.key
+            )));
+        }
+        let version = current + 1;
         let policy_id = Uuid::now_v7();
         let created = policy::ActiveModel {
             id: Set(policy_id),
@@ -346,6 +359,40 @@ pub fn in_view(grants: &Grants, viewer: &Viewer, version: &PolicyVersion) -> boo
             .stages
             .iter()
             .any(|s| stage_roles(s).iter().any(|r| viewer.has_role(r)))
+}
+
+/// Every version of `key`, newest first, for those who may see its current version.
+pub async fn policy_history(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    grants: &Grants,
+    key: &str,
+) -> Result<Vec<PolicyVersion>, AppError> {
+    match current_policy(db, key).await? {
+        Some(current) if in_view(grants, viewer, &current) => {}
+        _ => return Ok(Vec::new()),
+    }
+    let versions = policy::Entity::find()
+        .filter(policy::Column::Key.eq(key))
+        .order_by_desc(policy::Column::Version)
+        .all(db)
+        .await?;
+    let mut stages: HashMap<Uuid, Vec<policy_stage::Model>> = HashMap::new();
+    for stage in policy_stage::Entity::find()
+        .filter(policy_stage::Column::PolicyId.is_in(versions.iter().map(|p| p.id)))
+        .order_by_asc(policy_stage::Column::Position)
+        .all(db)
+        .await?
+    {
+        stages.entry(stage.policy_id).or_default().push(stage);
+    }
+    Ok(versions
+        .into_iter()
+        .map(|policy| PolicyVersion {
+            stages: Arc::new(stages.remove(&policy.id).unwrap_or_default()),
+            policy: Arc::new(policy),
+        })
+        .collect())
 }
 
 /// The current version of every policy the viewer has something to do with ([`in_view`]).

@@ -194,6 +194,28 @@ backend_tests! {
         assert_eq!(all.expect_ok()["requests"]["edges"], json!([]), "nothing was stored");
     }
 
+    async fn an_edit_of_a_stale_version_is_a_conflict_and_every_version_stays_readable(backend) {
+        let app = spawn_app(backend).await;
+        let upsert = "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }";
+        let edit = |expected: i64, stage: &str| json!({ "input": {
+            "key": "refund", "name": "Refund", "expiresAfterSeconds": 3600, "expectedVersion": expected,
+            "stages": [{ "name": stage, "approverRoles": ["finance"], "requiredApprovals": 1 }],
+        }});
+        let first = app.graphql_as(Persona::Grace, upsert, edit(1, "Second edit")).await;
+        assert_eq!(first.expect_ok()["upsertPolicy"]["policy"]["version"], 2);
+        // Another admin's editor was opened on version 1 too.
+        let stale = app.graphql_as(Persona::Grace, upsert, edit(1, "Stale edit")).await;
+        assert_eq!(stale.error_code(), Some("CONFLICT"), "{}", stale.body);
+        let history = "{ policyVersions(key: \"refund\") { version createdBy stages { name } } }";
+        let versions = app.graphql_as(Persona::Alice, history, json!({})).await;
+        let versions = versions.expect_ok()["policyVersions"].clone();
+        assert_eq!(versions.as_array().unwrap().iter().map(|v| v["version"].clone()).collect::<Vec<_>>(), [json!(2), json!(1)]);
+        assert_eq!(versions[0]["stages"], json!([{ "name": "Second edit" }]), "the stale edit wrote nothing");
+        assert_eq!(versions[1]["stages"][1]["name"], "Finance lead sign-off");
+        let outsider = app.graphql_as(Persona::Dave, history, json!({})).await;
+        assert_eq!(outsider.expect_ok()["policyVersions"], json!([]), "ops has nothing to do with refunds");
+    }
+
     async fn a_policy_edit_is_a_new_version_and_pending_requests_keep_theirs(backend) {
         let app = spawn_app(backend).await;
         let before = submit(&app, Persona::Alice, refund("5000.00")).await;

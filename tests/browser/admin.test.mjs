@@ -35,6 +35,10 @@ test('grace edits a policy\'s stages, grants and revokes a permission, and repla
     await grace.getByLabel('Approver roles (comma-separated)').nth(2).fill('admin');
     await grace.getByRole('button', { name: 'Save new version' }).click();
     await grace.getByRole('cell', { name: /^v2,/ }).first().waitFor();
+    await grace.getByRole('button', { name: 'Versions of Refund' }).click();
+    await grace.getByText(/Version 2, .* Controller sign-off \(admin\)/).waitFor();
+    await grace.getByText(/Version 1, .* Finance lead sign-off/).waitFor();
+    await screenshot(grace, 'admin-policy-versions');
     const policy = (await api(server, server.tokens.grace, '{ policies { key version stages { name approverRoles } } }'))
       .policies.find((p) => p.key === 'refund');
     assert.equal(policy.version, 2);

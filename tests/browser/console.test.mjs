@@ -276,3 +276,35 @@ test('a dropped connection shows Reconnecting… and resumes by cursor: no gap, 
     await bob.context().close();
   });
 });
+
+test('keyboard only: skip to content, reach the decision form, approve', async () => {
+  await withServer('sqlite', async (server) => {
+    const id = await submitRefund(server, 'Keyboard refund', '15.00');
+    const bob = await openConsole(browser, server);
+    await signInAs(bob, 'bob');
+    await bob.goto(`${server.url}/#/requests/${id}`);
+    await bob.getByRole('button', { name: 'Approve' }).waitFor();
+    const focused = () => bob.evaluate(() => {
+      const el = document.activeElement;
+      return el ? (el.id || el.textContent.trim()) : null;
+    });
+    // From the top of the page, the first stop is the skip link.
+    await bob.evaluate(() => { document.body.tabIndex = -1; document.body.focus(); });
+    await bob.keyboard.press('Tab');
+    assert.equal(await focused(), 'Skip to content');
+    await bob.keyboard.press('Enter');
+    assert.equal(await focused(), 'main');
+    for (let i = 0; i < 40 && (await focused()) !== 'decision-comment'; i += 1) await bob.keyboard.press('Tab');
+    assert.equal(await focused(), 'decision-comment', 'Tab reaches the comment');
+    await bob.keyboard.type('Checked with the keyboard.');
+    await bob.keyboard.press('Tab');
+    assert.equal(await focused(), 'Approve');
+    await bob.keyboard.press('Enter');
+    await bob.locator('.summary').getByText('Approved').waitFor();
+    await bob.getByRole('status').getByText('You approved it').waitFor();
+    const stored = (await api(server, server.tokens.grace, DETAIL, { id })).request;
+    assert.deepEqual(stored.decisions.map((d) => d.comment), ['Checked with the keyboard.']);
+    assertNoProblems(bob);
+    await bob.context().close();
+  });
+});

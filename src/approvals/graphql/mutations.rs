@@ -97,6 +97,9 @@ pub struct UpsertPolicyInput {
     /// Defaults to false: one person approves at most one stage of a request.
     allow_same_approver_across_stages: Option<bool>,
     stages: Vec<StageInput>,
+    /// The version you edited (0 for a new policy); if it is no longer the newest the
+    /// save is CONFLICT, so an edit never silently undoes someone else's.
+    expected_version: Option<i32>,
     idempotency_key: Option<String>,
 }
 
@@ -202,6 +205,7 @@ impl ApprovalsMutation {
     ) -> error::Result<UpsertPolicyPayload> {
         let context = command_context(ctx, input.idempotency_key)?;
         let command = UpsertPolicy::new(policies::UpsertPolicyInput {
+            expected_version: input.expected_version,
             key: input.key,
             name: input.name,
             description: input.description.unwrap_or_default(),

@@ -101,6 +101,24 @@ impl ApprovalsQuery {
         Ok(crate::audit::service::head(db(ctx)).await?.0.to_string())
     }
 
+    /// Every version of a policy, newest first (requests keep the version they were filed
+    /// under); empty when the viewer may not see the policy.
+    async fn policy_versions(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+    ) -> error::Result<Vec<PolicyNode>> {
+        let viewer = require_viewer(ctx)?;
+        let grants = operation_grants(ctx, viewer).await?;
+        Ok(
+            policies::policy_history(db(ctx), viewer, &grants, key.trim())
+                .await?
+                .into_iter()
+                .map(PolicyNode)
+                .collect(),
+        )
+    }
+
     /// The current version of every policy the viewer may use, decide or manage.
     async fn policies(&self, ctx: &Context<'_>) -> error::Result<Vec<PolicyNode>> {
         let viewer = require_viewer(ctx)?;
