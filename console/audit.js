@@ -64,12 +64,11 @@ export function AuditLog({ session }) {
       <div class="filter-actions"><button type="submit">Apply filters</button></div>
     </form>
     <${ErrorText} error=${error} />
-    <ol class="timeline audit">${events.map((e) => html`<li key=${e.id} data-action=${e.action}>
-      <span class="seq">#${e.sequence}</span> <time datetime=${e.occurredAt}>${when(e.occurredAt)}</time>
-      ${e.summary}${e.reason && !e.summary.includes(e.reason) ? html` — “${e.reason}”` : ''}
+    <ul class="timeline audit">${events.map((e) => html`<li key=${e.id} data-action=${e.action}>
+      <span class="seq">#${e.sequence}</span> <time datetime=${e.occurredAt}>${when(e.occurredAt)}</time> ${e.summary}${e.reason && !e.summary.includes(e.reason) ? html` — “${e.reason}”` : ''}
       ${e.requestId && html` <a href=${`#/requests/${e.requestId}`}>open request</a>`}
       <span class="hint"> · ${e.action} by ${e.actor}${e.actorRoles.length ? ` (${e.actorRoles.join(', ')})` : ''}</span>
-    </li>`)}</ol>
+    </li>`)}</ul>
     ${next && html`<button class="secondary" onClick=${() => load(next)}>Load more</button>`}
   </section>`;
 }
@@ -113,8 +112,7 @@ export function Operations({ session }) {
     <${ErrorText} error=${error} />
     ${overview && html`<div class="cards">
       <div class="card"><h2>Expired in 24 h</h2><p class="big">${overview.expiredLast24h}</p></div>
-      <div class="card"><h2>Webhooks</h2><p>${overview.webhooks.pending} pending · ${overview.webhooks.undispatched} not dispatched ·
-        <strong>${overview.webhooks.deadLetters} dead letters</strong> · oldest ${age(overview.webhooks.oldestPendingAgeSeconds)}</p></div>
+      <div class="card"><h2>Webhooks</h2><p>${overview.webhooks.pending} pending · ${overview.webhooks.undispatched} not dispatched · <strong>${overview.webhooks.deadLetters} dead letters</strong> · oldest ${age(overview.webhooks.oldestPendingAgeSeconds)}</p></div>
       <div class="card"><h2>Audit chain head</h2><p>#${overview.auditChainHead.sequence} <code class="hash">${overview.auditChainHead.hash.slice(0, 16)}…</code></p></div>
     </div>
     <h2>Queues</h2>
