@@ -1,6 +1,6 @@
 // Administration: policies and their stages, what each role may do, and people's access.
 // Every change is a mutation the API audits; each form makes its idempotency key once.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { graphql, sentence } from './api.js';
 import { person, when } from './format.js';
 import { ErrorText, Field, html, useFocusHeading, useMutation } from './ui.js';
@@ -155,14 +155,20 @@ function StageForm({ session, policy, onSaved, onClose }) {
 const ACTIONS = ['REQUEST_SUBMIT', 'REQUEST_VIEW', 'AUDIT_READ', 'POLICY_MANAGE', 'ACCESS_MANAGE'];
 const KNOWN_ROLES = ['support', 'finance', 'finance_lead', 'ops', 'auditor', 'admin'];
 const ROLE_PERMISSIONS = `query($role: String!) { rolePermissions(role: $role) { action policy grantedBy grantedAt } }`;
-const GRANT = `mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { permissions { action policy grantedBy grantedAt } } }`;
-const REVOKE = `mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { permissions { action policy grantedBy grantedAt } } }`;
+const GRANT = `mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { role permissions { action policy grantedBy grantedAt } } }`;
+const REVOKE = `mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { role permissions { action policy grantedBy grantedAt } } }`;
 
 function Permissions({ session, policies }) {
   const [role, setRole] = useState('finance');
   // The role the table shows: what Revoke and Grant act on, whatever the box says now.
   const [shownRole, setShownRole] = useState(null);
   const [grants, setGrants] = useState(null);
+  // The role whose grants are on screen, read when an answer arrives: an answer about a
+  // role no longer shown is dropped.
+  const current = useRef(null);
+  const showGrants = (forRole, permissions) => {
+    if (forRole === current.current) setGrants(permissions);
+  };
   const [error, setError] = useState(null);
   const [action, setAction] = useState('REQUEST_VIEW');
   const [policy, setPolicy] = useState('');
@@ -171,8 +177,10 @@ function Permissions({ session, policies }) {
   const load = async (name) => {
     setError(null);
     try {
-      setGrants((await graphql(session.token.current, ROLE_PERMISSIONS, { role: name })).rolePermissions);
+      const permissions = (await graphql(session.token.current, ROLE_PERMISSIONS, { role: name })).rolePermissions;
+      current.current = name;
       setShownRole(name);
+      setGrants(permissions);
     } catch (err) {
       setError(sentence(err));
     }
@@ -193,9 +201,9 @@ function Permissions({ session, policies }) {
         <td data-label="Action">${g.action}</td><td data-label="Policy">${g.policy || 'all policies'}</td>
         <td data-label="Granted">${when(g.grantedAt)} by ${g.grantedBy}</td>
         <td><button class="secondary" disabled=${revoke.busy} aria-label=${`Revoke ${g.action} on ${g.policy || 'all policies'} from ${shownRole}`}
-          onClick=${async () => { const { data } = await revoke.run(REVOKE, { role: shownRole, action: g.action, policy: g.policy }); if (data) setGrants(data.revokePermission.permissions); }}>Revoke</button></td>
+          onClick=${async () => { const { data } = await revoke.run(REVOKE, { role: shownRole, action: g.action, policy: g.policy }); if (data) showGrants(data.revokePermission.role, data.revokePermission.permissions); }}>Revoke</button></td>
       </tr>`)}</tbody></table>`}
-    ${shownRole && html`<form class="inline-form" onSubmit=${async (e) => { e.preventDefault(); const { data } = await grant.run(GRANT, { role: shownRole, action, policy: policy || null }); if (data) setGrants(data.grantPermission.permissions); }}>
+    ${shownRole && html`<form class="inline-form" onSubmit=${async (e) => { e.preventDefault(); const { data } = await grant.run(GRANT, { role: shownRole, action, policy: policy || null }); if (data) showGrants(data.grantPermission.role, data.grantPermission.permissions); }}>
       <h3>Grant ${shownRole} a permission</h3>
       <label for="perm-action">Action</label>
       <select id="perm-action" value=${action} onChange=${(e) => setAction(e.target.value)}>${ACTIONS.map((a) => html`<option value=${a}>${a}</option>`)}</select>
@@ -259,14 +267,14 @@ function Users({ session }) {
       const data = await graphql(session.token.current, USERS, { filter: { search: wanted }, after });
       setApplied(wanted);
       const nodes = data.users.edges.map((e) => e.node);
-      setUsers(after ? users.concat(nodes) : nodes);
+      setUsers((current) => (after ? current.concat(nodes.filter((n) => !current.some((u) => u.subject === n.subject))) : nodes));
       setNext(data.users.pageInfo.hasNextPage ? data.users.pageInfo.endCursor : null);
     } catch (err) {
       setError(sentence(err));
     }
   };
   useEffect(() => { load(); }, []);
-  const replaced = (user) => setUsers(users.map((u) => (u.subject === user.subject ? user : u)));
+  const replaced = (user) => setUsers((current) => current.map((u) => (u.subject === user.subject ? user : u)));
   return html`<div>
     <h2>Users</h2>
     <form class="inline-form" onSubmit=${(e) => { e.preventDefault(); load(); }} role="search">
@@ -277,7 +285,8 @@ function Users({ session }) {
     <${ErrorText} error=${error} />
     <ul class="users">${users.map((u) => html`<${UserRow} key=${u.subject} session=${session} user=${u} onChanged=${replaced} />`)}</ul>
     ${next && html`<button class="secondary" onClick=${() => load(next)}>Load more</button>`}
-    <${DisableOther} session=${session} onDisabled=${(user) => setUsers(users.some((u) => u.subject === user.subject) ? users.map((u) => (u.subject === user.subject ? user : u)) : users.concat([user]))} />
+    <${DisableOther} session=${session} onDisabled=${(user) => setUsers((current) => (current.some((u) => u.subject === user.subject)
+      ? current.map((u) => (u.subject === user.subject ? user : u)) : current.concat([user])))} />
   </div>`;
 }
 

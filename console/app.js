@@ -95,7 +95,8 @@ function Shell({ session, hub, live, policies, setPolicies, onSignOut }) {
   ].filter(Boolean);
   const [screen, param] = route;
   let body;
-  if (screen === 'requests' && param) body = html`<${RequestDetail} session=${session} hub=${hub} id=${param} />`;
+  // Keyed by id: another request is another page, with nothing left over from this one.
+  if (screen === 'requests' && param) body = html`<${RequestDetail} key=${param} session=${session} hub=${hub} id=${param} />`;
   else if (screen === 'requests') body = html`<${AllRequests} session=${session} hub=${hub} policies=${policies} />`;
   else if (screen === 'new') body = html`<${NewRequest} session=${session} policies=${policies} />`;
   else if (screen === 'audit') body = html`<${AuditLog} session=${session} />`;
@@ -171,18 +172,25 @@ function App({ settings, returning }) {
   }, [session && session.viewer.subject]);
 
   // Renew a provider's token before it lapses (a minute before, or halfway for short-lived
-  // ones), trying again until it has actually expired; a pasted token just ends.
+  // ones), trying again while the provider has not refused the refresh token (a laptop
+  // that slept past the expiry still renews); a pasted token just ends.
   useEffect(() => {
     if (!session || !session.expiresAt) return undefined;
     let timer;
-    const expired = () => signOut('Your session has expired. Sign in again to continue.');
+    // Signing out (or in as someone else) ends this session's renewals, even one whose
+    // answer is still on its way.
+    let cancelled = false;
+    const expired = () => !cancelled && signOut('Your session has expired. Sign in again to continue.');
     const attempt = async () => {
-      if (Date.now() >= session.expiresAt) return expired();
+      const startedWith = token.current;
       try {
         const renewed = await renew(settings.oidc, session.oidc);
+        if (cancelled || token.current !== startedWith) return undefined;
         token.current = renewed.accessToken;
-        setSession({ ...session, oidc: renewed, issuedAt: Date.now(), expiresAt: renewed.expiresAt });
+        setSession((current) => (current && current.viewer.subject === session.viewer.subject
+          ? { ...current, oidc: renewed, issuedAt: Date.now(), expiresAt: renewed.expiresAt } : current));
       } catch (err) {
+        if (cancelled) return undefined;
         if (err.code === 'SESSION_EXPIRED') return expired();
         timer = setTimeout(attempt, 5000);
       }
@@ -191,7 +199,10 @@ function App({ settings, returning }) {
     const lead = session.oidc ? Math.min(60000, (session.expiresAt - session.issuedAt) / 2) : 0;
     const wait = Math.max(1000, session.expiresAt - Date.now() - lead);
     timer = setTimeout(session.oidc ? attempt : expired, Math.min(wait, 2 ** 31 - 1));
-    return () => clearTimeout(timer);
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+    };
   }, [session && session.expiresAt]);
 
   if (!session) return html`<${SignIn} settings=${settings} onToken=${(t) => accept(t)} notice=${notice} />`;

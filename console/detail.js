@@ -161,9 +161,7 @@ function changes(before, after) {
 /** A decision or cancellation: a stale view (CONFLICT) is reloaded and what changed said. */
 function useAction({ session, onDone, reload, onConflict, request }) {
   const mutation = useMutation(session);
-  const run = async (query, input, field, what) => {
-    onConflict(null);
-    const { data, error } = await mutation.run(query, input);
+  const settle = async ({ data, error }, field, what) => {
     if (data) onDone(data[field].request, what);
     if (error && (error.code === 'CONFLICT' || error.code === 'INVALID_TRANSITION')) {
       const now = await reload();
@@ -173,16 +171,22 @@ function useAction({ session, onDone, reload, onConflict, request }) {
       }
     }
   };
-  return { ...mutation, run };
+  const run = async (query, input, field, what) => {
+    onConflict(null);
+    await settle(await mutation.run(query, input), field, what);
+  };
+  // The same call again, with the same key; a stale view is handled as on the first try.
+  const retry = async (field, what) => {
+    onConflict(null);
+    await settle(await mutation.retry(), field, what);
+  };
+  return { ...mutation, run, retry };
 }
 
 /** When the answer to an action was lost: the same action again (it acts at most once). */
-function Uncertain({ action, onDone, field, what }) {
+function Uncertain({ action, field, what }) {
   if (!action.uncertain) return null;
-  const again = async () => {
-    const { data } = await action.retry();
-    if (data) onDone(data[field].request, what);
-  };
+  const again = () => action.retry(field, what);
   return html`<p><button type="button" onClick=${again} disabled=${action.busy}>Try again</button></p>`;
 }
 
@@ -210,6 +214,7 @@ function DecideForm(props) {
     <h2 id="decide-heading">Your decision</h2>
     <${Field} id="decision-comment" label="Comment" hint="Optional to approve, required to reject." error=${commentError}>
       <textarea id="decision-comment" ref=${commentRef} value=${comment} onInput=${(e) => setComment(e.target.value)}
+        readOnly=${action.busy || Boolean(action.uncertain)}
         aria-invalid=${commentError ? 'true' : 'false'} aria-describedby=${describedBy('decision-comment', true, commentError)}></textarea>
     </${Field}>
     <${ErrorText} error=${action.error} />
@@ -239,6 +244,7 @@ function CancelForm(props) {
     <h2 id="cancel-heading">Cancel this request</h2>
     <${Field} id="cancel-reason" label="Reason" error=${reasonError}>
       <input id="cancel-reason" value=${reason} onInput=${(e) => setReason(e.target.value)}
+        readOnly=${action.busy || Boolean(action.uncertain)}
         aria-invalid=${reasonError ? 'true' : 'false'} aria-describedby=${describedBy('cancel-reason', false, reasonError)} />
     </${Field}>
     <${ErrorText} error=${action.error} />

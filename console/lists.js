@@ -19,31 +19,41 @@ function useLiveList({ session, hub, load, place, deps }) {
   const fresh = useRef(new Set());
   // Which list this is (filters, order): an answer for an earlier one is dropped.
   const generation = useRef(0);
-  // Events seen since the list was first read: a page read later may predate some of them.
-  const seen = useRef([]);
-  const apply = (current, event) => place(current, event, fresh.current);
+  // Events that arrive while a page is being read: the page may predate them, so they are
+  // applied again on top of it. Kept only while a read is under way.
+  const seen = useRef(null);
+  // Whether rows beyond the last one shown exist (a later page brings them).
+  const partial = useRef(false);
+  const apply = (current, event) => place(current, event, fresh.current, partial.current);
 
   useEffect(() => {
     const mine = ++generation.current;
     let loaded = false;
     seen.current = [];
+    partial.current = false;
     setRows([]);
     setNext(null);
     setLoading(true);
     setError(null);
     fresh.current = new Set();
     const stop = hub.listen((event) => {
-      seen.current.push(event);
+      if (seen.current) seen.current.push(event);
       if (loaded) setRows((current) => apply(current, event));
     });
     load(null)
       .then(({ nodes, pageInfo }) => {
         if (mine !== generation.current) return;
         loaded = true;
+        partial.current = pageInfo.hasNextPage;
         setRows(seen.current.reduce(apply, nodes));
+        seen.current = null;
         setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
       })
-      .catch((err) => mine === generation.current && setError(sentence(err)))
+      .catch((err) => {
+        if (mine !== generation.current) return;
+        seen.current = null;
+        setError(sentence(err));
+      })
       .finally(() => mine === generation.current && setLoading(false));
     return () => {
       generation.current += 1;
@@ -54,22 +64,26 @@ function useLiveList({ session, hub, load, place, deps }) {
   const more = async () => {
     const mine = generation.current;
     setLoading(true);
+    seen.current = [];
     try {
       const { nodes, pageInfo } = await load(next);
       if (mine !== generation.current) return;
+      const during = seen.current;
+      partial.current = pageInfo.hasNextPage;
       setRows((current) => {
-        const known = new Map(current.map((r) => [r.id, r]));
-        const added = nodes.filter((n) => !known.has(n.id));
-        // A row on the new page may have changed since: the events already seen say how.
-        const updated = seen.current.reduce((rows, event) => (rows.some((r) => r.id === event.request.id)
-          ? replace(rows, event.request) : rows), added);
-        return current.concat(updated);
+        const known = new Set(current.map((r) => r.id));
+        // The new page may predate what happened while it was read: replay that on top
+        // (applying an event twice changes nothing).
+        return during.reduce(apply, current.concat(nodes.filter((n) => !known.has(n.id))));
       });
       setNext(pageInfo.hasNextPage ? pageInfo.endCursor : null);
     } catch (err) {
       if (mine === generation.current) setError(sentence(err));
     } finally {
-      if (mine === generation.current) setLoading(false);
+      if (mine === generation.current) {
+        seen.current = null;
+        setLoading(false);
+      }
     }
   };
   return { rows, next, loading, error, more, fresh: fresh.current };
@@ -110,7 +124,7 @@ export function MyQueue({ session, hub }) {
   const [order, setOrder] = useState('oldest');
   // A request that arrives live takes its place in the server's order.
   const by = order === 'oldest' ? 'createdAt' : 'expiresAt';
-  const sorted = (rows) => [...rows].sort((a, b) => a[by].localeCompare(b[by]) || a.id.localeCompare(b.id));
+  const compare = (a, b) => Date.parse(a[by]) - Date.parse(b[by]) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
   const list = useLiveList({
     session,
     hub,
@@ -120,13 +134,15 @@ export function MyQueue({ session, hub }) {
       return { nodes: data.myQueue.edges.map((e) => e.node), pageInfo: data.myQueue.pageInfo };
     },
     // Mine to decide now: pending and viewerCanApprove (the event carries it for me).
-    place: (rows, event, fresh) => {
+    place: (rows, event, fresh, partial) => {
       const request = event.request;
       const present = rows.find((r) => r.id === request.id);
       if (request.status === 'PENDING' && request.viewerCanApprove) {
         if (present) return replace(rows, request);
+        // Past the last row shown while more pages wait: "Load more" brings it in order.
+        if (partial && rows.length && compare(request, rows[rows.length - 1]) > 0) return rows;
         fresh.add(request.id);
-        return sorted(rows.concat([request]));
+        return rows.concat([request]).sort(compare);
       }
       return present && newer(present, request) ? rows.filter((r) => r.id !== request.id) : rows;
     },

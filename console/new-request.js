@@ -80,7 +80,8 @@ export function NewRequest({ session, policies }) {
     if (err && err.field && document.getElementById(fieldId(err.field))) {
       mutation.setError(null);
       setErrors({ [err.field]: sentence(err) });
-      document.getElementById(fieldId(err.field)).focus();
+      // After the form is enabled again (it is disabled while the call runs).
+      setTimeout(() => document.getElementById(fieldId(err.field))?.focus(), 0);
     }
   };
 
@@ -121,7 +122,7 @@ export function NewRequest({ session, policies }) {
   return html`<section aria-labelledby="new-heading">
     <h1 id="new-heading" tabindex="-1" ref=${heading}>New request</h1>
     <form class="new-request" onSubmit=${submit} noValidate>
-      <fieldset class="bare" disabled=${Boolean(mutation.uncertain)}>
+      <fieldset class="bare" disabled=${mutation.busy || Boolean(mutation.uncertain)}>
       <${Field} id="new-policy" label="Policy" error=${errors.policy} hint=${policy && policy.description}>
         <select id="new-policy" value=${policyKey} onChange=${(e) => { setPolicyKey(e.target.value); setPayload({}); setErrors({}); }}
           aria-invalid=${errors.policy ? 'true' : 'false'} aria-describedby=${describedBy('new-policy', policy && policy.description, errors.policy)}>

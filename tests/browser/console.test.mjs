@@ -284,6 +284,8 @@ test('keyboard only: skip to content, reach the decision form, approve', async (
     await signInAs(bob, 'bob');
     await bob.goto(`${server.url}/#/requests/${id}`);
     await bob.getByRole('button', { name: 'Approve' }).waitFor();
+    // The page moves focus to its heading once loaded; start from there, then from the top.
+    await bob.waitForFunction(() => document.activeElement && document.activeElement.id === 'detail-heading');
     const focused = () => bob.evaluate(() => {
       const el = document.activeElement;
       return el ? (el.id || el.textContent.trim()) : null;
