@@ -1,7 +1,7 @@
 // "My queue" and "All requests": keyset pages from the API, kept current by live events.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { graphql, REQUEST_ROW, sentence } from './api.js';
-import { money, person, timeLeft, when } from './format.js';
+import { money, person, statusLabel, timeLeft, when } from './format.js';
 import { ErrorText, Status, html, newer, useFocusHeading, useNow } from './ui.js';
 
 const PAGE = 25;
@@ -99,7 +99,7 @@ function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
   return html`<table class="requests">
     <caption class="visually-hidden">${caption}</caption>
     <thead><tr><th scope="col">Request</th><th scope="col">Amount</th><th scope="col">Policy</th>
-      <th scope="col">Requester</th><th scope="col">Status</th><th scope="col">${showDeadline ? 'Time left' : 'Filed'}</th></tr></thead>
+      <th scope="col">Requester</th><th scope="col">Status</th><th scope="col">${showDeadline ? 'Time left' : 'Deadline or outcome'}</th></tr></thead>
     <tbody>
       ${rows.map((r) => html`<tr key=${r.id} class=${fresh.has(r.id) ? 'fresh' : ''} data-id=${r.id}>
         <td data-label="Request"><a href=${`#/requests/${r.id}`}>${r.title}</a>${fresh.has(r.id) ? html` <span class="new-badge">New</span>` : ''}</td>
@@ -107,9 +107,9 @@ function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
         <td data-label="Policy">${r.policy.name}</td>
         <td data-label="Requester">${person(r.requester)}</td>
         <td data-label="Status"><${Status} status=${r.status} /></td>
-        <td data-label=${showDeadline ? 'Time left' : 'Filed'}>${showDeadline || r.status === 'PENDING'
+        <td data-label=${showDeadline ? 'Time left' : 'Deadline'}>${showDeadline || r.status === 'PENDING'
           ? html`<span title=${when(r.expiresAt)}>${timeLeft(r.expiresAt, now)}</span>`
-          : when(r.createdAt)}</td>
+          : `${statusLabel(r.status)} ${when(r.decidedAt || r.createdAt)}`}</td>
       </tr>`)}
     </tbody>
   </table>`;
