@@ -161,6 +161,8 @@ function App({ settings, returning }) {
     const feed = startLive({
       token,
       cursor: session.cursor,
+      readCursor: async () => (await graphql(token.current, '{ requestEventsCursor }')).requestEventsCursor,
+      onResync: () => hub.resync(),
       onEvent: (event) => hub.emit(event),
       onStatus: setLive,
       onEnded: (reason, code) => signOut(code === 4430

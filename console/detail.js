@@ -55,9 +55,10 @@ export function RequestDetail({ session, hub, id }) {
     setNotice(null);
     setDone(null);
     reload();
+    const resynced = hub.onResync(() => reload());
     // Another person's decision shows here without a reload. While the viewer could act,
     // a change is spelled out: what they were about to decide on is not what is there now.
-    return hub.listen(async (event) => {
+    const stop = hub.listen(async (event) => {
       if (event.request.id !== id) return;
       const before = shown.current;
       const after = await reload();
@@ -66,6 +67,10 @@ export function RequestDetail({ session, hub, id }) {
         setNotice(changes(before, after));
       }
     });
+    return () => {
+      stop();
+      resynced();
+    };
   }, [id]);
 
   if (missing) return html`<section><h1 tabindex="-1" ref=${heading}>Request not found</h1><p>It does not exist, or you are not allowed to see it.</p><p><a href="#/requests">Back to all requests</a></p></section>`;

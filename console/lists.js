@@ -12,6 +12,9 @@ const PAGE = 25;
  * between the read and the live feed.
  */
 function useLiveList({ session, hub, load, place, deps }) {
+  // Bumped when the live feed starts again from now: the list is read again.
+  const [round, setRound] = useState(0);
+  useEffect(() => hub.onResync(() => setRound((r) => r + 1)), []);
   const [rows, setRows] = useState([]);
   const [next, setNext] = useState(null);
   const [loading, setLoading] = useState(true);
@@ -59,7 +62,7 @@ function useLiveList({ session, hub, load, place, deps }) {
       generation.current += 1;
       stop();
     };
-  }, deps);
+  }, [...deps, round]);
 
   const more = async () => {
     const mine = generation.current;

@@ -12,6 +12,10 @@ const SUBSCRIPTION = `subscription($after: String) {
 // 4403: the token expired, the user was disabled or their sessions were revoked. 4430: too
 // many consoles open for one person. Neither gets better by reconnecting.
 const FINAL = new Set([4403, 4430]);
+// A cursor older than this is not replayed after a reconnect: catching up on everything the
+// floor did since would make the server read it all back (for every console at once, after
+// a deploy). The console starts again from now instead, and its screens read afresh.
+const STALE_AFTER = 120000;
 const PONG_WAIT = 10000;
 
 /**
@@ -19,11 +23,12 @@ const PONG_WAIT = 10000;
  * 'connecting' | 'live' | 'reconnecting'; `onEnded(reason, code)` is called once when the
  * server refuses this session for good.
  */
-export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
+export function startLive({ token, cursor: from, readCursor, onEvent, onStatus, onEnded, onResync }) {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
   // Read before the first list was: never null, so even a drop before the first event
   // resumes from where this console started.
   let cursor = from;
+  let cursorAt = Date.now();
   let stopped = false;
   let attempt = 0;
   let upSince = 0;
@@ -61,9 +66,21 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
     },
   });
 
-  const subscribe = () => {
+  const subscribe = async () => {
     if (stopped) return;
     onStatus(attempt === 0 ? 'connecting' : 'reconnecting');
+    if (attempt > 0 && Date.now() - cursorAt > STALE_AFTER) {
+      try {
+        cursor = await readCursor();
+        cursorAt = Date.now();
+        onResync();
+      } catch {
+        // The server is not answering yet: try again later, still from the old cursor.
+        retry();
+        return;
+      }
+      if (stopped) return;
+    }
     unsubscribe = client.subscribe(
       { query: SUBSCRIPTION, variables: { after: cursor } },
       {
@@ -75,6 +92,7 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
           }
           const event = data.requestEvents;
           cursor = event.cursor;
+          cursorAt = Date.now();
           onEvent(event);
         },
         error: (err) => {
@@ -133,9 +151,13 @@ export function startLive({ token, cursor: from, onEvent, onStatus, onEnded }) {
   return { stop };
 }
 
-/** A tiny hub: screens listen for events while they are on screen. */
+/**
+ * A tiny hub: screens listen for events while they are on screen, and for a resync (the
+ * feed started again from now: what they show must be read again).
+ */
 export function createHub() {
   const listeners = new Set();
+  const resyncs = new Set();
   return {
     emit(event) {
       for (const listener of listeners) listener(event);
@@ -143,6 +165,13 @@ export function createHub() {
     listen(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    resync() {
+      for (const listener of resyncs) listener();
+    },
+    onResync(listener) {
+      resyncs.add(listener);
+      return () => resyncs.delete(listener);
     },
   };
 }

@@ -310,3 +310,45 @@ test('keyboard only: skip to content, reach the decision form, approve', async (
     await bob.context().close();
   });
 });
+
+test('after a long outage the console starts again from now and reads its screens afresh', async () => {
+  await withServer('sqlite', async (server) => {
+    const bob = await openConsole(browser, server, { beforeLoad: (page) => page.clock.install() });
+    let down = false;
+    const sockets = [];
+    const afters = [];
+    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+      if (down) {
+        ws.close({ code: 4500, reason: 'network down' });
+        return;
+      }
+      sockets.push(ws);
+      const upstream = ws.connectToServer();
+      ws.onMessage((message) => {
+        const parsed = JSON.parse(String(message));
+        if (parsed.type === 'subscribe') afters.push(parsed.payload.variables.after);
+        upstream.send(message);
+      });
+      upstream.onMessage((message) => ws.send(message));
+    });
+    await signInAs(bob, 'bob');
+    const signedInAt = afters[0];
+    down = true;
+    for (const ws of sockets) await ws.close({ code: 4500, reason: 'network down' });
+    await bob.locator('[data-live="reconnecting"]').waitFor();
+    await submitRefund(server, 'Filed during a long outage', '21.00');
+    const head = (await api(server, server.tokens.bob, '{ requestEventsCursor }')).requestEventsCursor;
+    await bob.clock.fastForward('03:00');
+    down = false;
+    await bob.locator('[data-live="live"]').waitFor({ timeout: 20000 });
+    // Not a replay from the sign-in cursor: the list was read again instead.
+    await bob.getByRole('link', { name: 'Filed during a long outage' }).waitFor();
+    assert.notEqual(signedInAt, head);
+    assert.equal(afters.at(-1), head, 'resubscribed from the head, not from the old cursor');
+    // And it is live from there.
+    await submitRefund(server, 'Filed after the outage', '22.00');
+    await bob.getByRole('link', { name: 'Filed after the outage' }).waitFor();
+    assertNoProblems(bob);
+    await bob.context().close();
+  });
+});

@@ -85,7 +85,7 @@ export async function launch() {
 export async function openConsole(browser, server, { width = 1280, beforeLoad = null } = {}) {
   const context = await browser.newContext({ viewport: { width, height: width > 600 ? 900 : 844 } });
   const page = await context.newPage();
-  if (beforeLoad) beforeLoad(page);
+  if (beforeLoad) await beforeLoad(page);
   page.problems = [];
   // The console's own pages only: an identity provider's login page is not ours to judge.
   const ours = () => page.url().startsWith(server.url);
