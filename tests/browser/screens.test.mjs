@@ -100,3 +100,24 @@ for (const width of WIDTHS) {
     for (const page of pages) await page.context().close();
   });
 }
+
+test('GraphiQL works with no network beyond this server', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const outside = [];
+  const problems = [];
+  await context.route((url) => !url.href.startsWith(server.url), (route) => {
+    outside.push(route.request().url());
+    return route.abort();
+  });
+  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(`${server.url}/graphql#token=${server.tokens.grace}`);
+  await page.locator('.graphiql-container').waitFor({ timeout: 20000 });
+  assert.equal(await page.locator('#problem').isVisible(), false, 'no "could not load" notice');
+  await page.waitForLoadState('networkidle');
+  await screenshot(page, 'graphiql');
+  assert.deepEqual(outside, [], 'nothing fetched from outside');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
