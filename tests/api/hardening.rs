@@ -331,6 +331,8 @@ backend_tests! {
         app.graphql_as(Persona::Grace, upsert, payout("treasury")).await.expect_ok();
         assert_eq!(listed(tara.clone()).await, json!([{ "key": "payout", "version": 1 }]));
         app.graphql_as(Persona::Grace, upsert, payout("security")).await.expect_ok();
+        let history = app.graphql(Some(&tara), "{ policyVersions(key: \"payout\") { version } }", json!({})).await;
+        assert_eq!(history.expect_ok()["policyVersions"], json!([]), "nor its history");
         assert_eq!(listed(tara).await, json!([]), "version 1 is not current any more");
 
         let dave = app.token_for(Persona::Dave);
