@@ -407,6 +407,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, seeded = ?app.seeded(), "listening");
 
     println!("Countersign listening on http://{addr}");
+    println!("Ops console: http://{addr}/");
     println!("GraphiQL: http://{addr}/graphql");
     if !config.is_production() {
         print_persona_tokens(&config, addr)?;
