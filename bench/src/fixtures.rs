@@ -16,8 +16,8 @@ use crate::floor::{Captured, Substitution, one_statement_list, read_log};
 use crate::load::send;
 use crate::server::{Backend, RunDatabase, Server};
 use crate::workloads::{
-    Call, Floor, Workload, audit_page, cursor_at, list_page, pending_page, queue_page, submit_many,
-    token,
+    Call, Floor, Workload, audit_page, cursor_at, list_page, pending_page, queue_deadline_page,
+    queue_page, submit_many, token,
 };
 
 pub struct Fixtures {
@@ -134,6 +134,7 @@ impl Fixtures {
             "list_deep" => page(&self.grace, list_page(deep(name).as_deref())),
             "my_queue" => page(&self.bob, queue_page(None)),
             "my_queue_deep" => page(&self.bob, queue_page(deep(name).as_deref())),
+            "my_queue_deadline" => page(&self.bob, queue_deadline_page()),
             "audit" => page(&self.grace, audit_page(None)),
             "audit_deep" => page(&self.grace, audit_page(deep(name).as_deref())),
             "request" => Workload::Request {

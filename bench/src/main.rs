@@ -83,7 +83,7 @@ struct Args {
     fanout: Vec<usize>,
 }
 
-const ALL: [&str; 14] = [
+const ALL: [&str; 15] = [
     "healthz",
     "typename_anonymous",
     "typename_token",
@@ -92,6 +92,7 @@ const ALL: [&str; 14] = [
     "list_deep",
     "my_queue",
     "my_queue_deep",
+    "my_queue_deadline",
     "audit",
     "audit_deep",
     "request",

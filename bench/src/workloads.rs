@@ -86,6 +86,13 @@ pub fn queue_page(after: Option<&str>) -> Value {
     })
 }
 
+/// `myQueue(first: 50, orderBy: EXPIRES_AT_ASC)`: the console's "nearest deadline first".
+pub fn queue_deadline_page() -> Value {
+    json!({
+        "query": format!("{{ myQueue(first: 50, orderBy: EXPIRES_AT_ASC) {{ {PAGE_FIELDS} }} }}"),
+    })
+}
+
 /// `auditEvents(first: 50, after: $after)`.
 pub fn audit_page(after: Option<&str>) -> Value {
     json!({
