@@ -1,7 +1,7 @@
 // Administration: policies and their stages, what each role may do, and people's access.
 // Every change is a mutation the API audits; each form makes its idempotency key once.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, sentence } from './api.js';
+import { graphql, newKey, sentence } from './api.js';
 import { person, when } from './format.js';
 import { ErrorText, Field, html, useFocusHeading, useMutation } from './ui.js';
 
@@ -54,7 +54,8 @@ function Policies({ session, policies, onChanged }) {
   </div>`;
 }
 
-const toDraft = (s) => ({ name: s.name, roles: s.approverRoles.join(', '), required: String(s.requiredApprovals),
+// `uid` keys a stage's inputs, so moving a stage moves its inputs (and focus) with it.
+const toDraft = (s) => ({ uid: newKey(), name: s.name, roles: s.approverRoles.join(', '), required: String(s.requiredApprovals),
   minAmounts: s.minAmounts.map((m) => `${m.amount} ${m.currency}`).join(', ') });
 
 const POLICIES = `query { policies { ${POLICY_FIELDS} } }`;
@@ -134,7 +135,7 @@ function StageForm({ session, policy, onSaved, onClose }) {
     <${Field} id="policy-hours" label="Hours before a pending request expires">
       <input id="policy-hours" value=${hours} onInput=${(e) => setHours(e.target.value)} inputMode="decimal" />
     </${Field}>
-    ${stages.map((s, i) => html`<fieldset key=${i} class="stage-edit"><legend>Stage ${i + 1}</legend>
+    ${stages.map((s, i) => html`<fieldset key=${s.uid} class="stage-edit"><legend>Stage ${i + 1}</legend>
       <${Field} id=${`stage-${i}-name`} label="Name"><input id=${`stage-${i}-name`} value=${s.name} onInput=${change(i, 'name')} /></${Field}>
       <${Field} id=${`stage-${i}-roles`} label="Approver roles (comma-separated)"><input id=${`stage-${i}-roles`} value=${s.roles} onInput=${change(i, 'roles')} /></${Field}>
       <${Field} id=${`stage-${i}-required`} label="Approvals needed"><input id=${`stage-${i}-required`} value=${s.required} onInput=${change(i, 'required')} inputMode="numeric" /></${Field}>
@@ -145,7 +146,7 @@ function StageForm({ session, policy, onSaved, onClose }) {
         <button type="button" class="secondary" disabled=${stages.length === 1} onClick=${() => setStages(stages.filter((_, j) => j !== i))}>Remove stage</button>
       </div>
     </fieldset>`)}
-    <button type="button" class="secondary" onClick=${() => setStages([...stages, { name: '', roles: '', required: '1', minAmounts: '' }])}>Add a stage</button>
+    <button type="button" class="secondary" onClick=${() => setStages([...stages, { uid: newKey(), name: '', roles: '', required: '1', minAmounts: '' }])}>Add a stage</button>
     <${ErrorText} error=${problem || mutation.error} />
     <div class="buttons"><button type="submit" disabled=${mutation.busy}>Save new version</button>
       <button type="button" class="secondary" onClick=${onClose}>Close</button></div>

@@ -118,6 +118,11 @@ function RequestTable({ rows, fresh, caption, empty, showDeadline }) {
   </table>`;
 }
 
+/** Says, to a screen reader too, that requests arrived while the list was on screen. */
+function Arrivals({ count }) {
+  return html`<p class="visually-hidden" aria-live="polite">${count ? `${count} new request${count === 1 ? '' : 's'} arrived (marked New).` : ''}</p>`;
+}
+
 const MY_QUEUE = `query($after: String, $first: Int, $order: RequestOrder) {
   myQueue(first: $first, after: $after, orderBy: $order) { edges { node { ${REQUEST_ROW} } } pageInfo { hasNextPage endCursor } }
 }`;
@@ -165,6 +170,7 @@ export function MyQueue({ session, hub }) {
     ${list.loading && list.rows.length === 0 ? html`<p aria-busy="true">Loading…</p>`
       : html`<${RequestTable} rows=${rows} fresh=${list.fresh} caption="Requests you may decide now" empty="Nothing waits for you right now." showDeadline=${true} />`}
     ${list.next && html`<button class="secondary" onClick=${list.more} disabled=${list.loading}>Load more</button>`}
+    <${Arrivals} count=${list.fresh.size} />
   </section>`;
 }
 
@@ -233,5 +239,6 @@ export function AllRequests({ session, hub, policies }) {
     ${list.loading && list.rows.length === 0 ? html`<p aria-busy="true">Loading…</p>`
       : html`<${RequestTable} rows=${list.rows} fresh=${list.fresh} caption="Requests you may see, newest first" empty="No request matches." showDeadline=${false} />`}
     ${list.next && html`<button class="secondary" onClick=${list.more} disabled=${list.loading}>Load more</button>`}
+    <${Arrivals} count=${list.fresh.size} />
   </section>`;
 }

@@ -72,6 +72,8 @@ for (const backend of BACKENDS) {
       // bob's queue gets it without a reload.
       const row = bob.getByRole('link', { name: 'Broken kettle refund' });
       await row.waitFor({ timeout: 5000 });
+      // Said to a screen reader too, not only shown.
+      await bob.locator('[aria-live="polite"]', { hasText: '1 new request arrived' }).waitFor({ state: 'attached' });
       await screenshot(bob, `${backend}-queue-live`);
       await row.click();
       await bob.getByLabel('Comment').fill('Receipt checked, refund is due.');
