@@ -377,16 +377,24 @@ pub async fn policy_history(
         .order_by_desc(policy::Column::Version)
         .all(db)
         .await?;
+    with_stages(db, versions).await
+}
+
+/// The policies with their stages, read in one statement, in the order given.
+async fn with_stages(
+    db: &DatabaseConnection,
+    policies: Vec<policy::Model>,
+) -> Result<Vec<PolicyVersion>, AppError> {
     let mut stages: HashMap<Uuid, Vec<policy_stage::Model>> = HashMap::new();
     for stage in policy_stage::Entity::find()
-        .filter(policy_stage::Column::PolicyId.is_in(versions.iter().map(|p| p.id)))
+        .filter(policy_stage::Column::PolicyId.is_in(policies.iter().map(|p| p.id)))
         .order_by_asc(policy_stage::Column::Position)
         .all(db)
         .await?
     {
         stages.entry(stage.policy_id).or_default().push(stage);
     }
-    Ok(versions
+    Ok(policies
         .into_iter()
         .map(|policy| PolicyVersion {
             stages: Arc::new(stages.remove(&policy.id).unwrap_or_default()),
@@ -414,21 +422,9 @@ pub async fn visible_policies(
             newest.push(policy);
         }
     }
-    let mut stages: HashMap<Uuid, Vec<policy_stage::Model>> = HashMap::new();
-    for stage in policy_stage::Entity::find()
-        .filter(policy_stage::Column::PolicyId.is_in(newest.iter().map(|p| p.id)))
-        .order_by_asc(policy_stage::Column::Position)
-        .all(db)
+    Ok(with_stages(db, newest)
         .await?
-    {
-        stages.entry(stage.policy_id).or_default().push(stage);
-    }
-    Ok(newest
         .into_iter()
-        .map(|policy| PolicyVersion {
-            stages: Arc::new(stages.remove(&policy.id).unwrap_or_default()),
-            policy: Arc::new(policy),
-        })
         .filter(|version| in_view(grants, viewer, version))
         .collect())
 }
