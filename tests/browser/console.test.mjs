@@ -41,6 +41,34 @@ async function submitRefund(server, title, amount) {
   return data.submitRequest.request.id;
 }
 
+/**
+ * The network between a page and the server's socket, which a test can cut and restore:
+ * while cut, every connection attempt is refused. Records each `subscribe`'s `after`.
+ */
+async function cuttableNetwork(page) {
+  const network = { down: false, sockets: [], afters: [] };
+  await page.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+    if (network.down) {
+      ws.close({ code: 4500, reason: 'network down' });
+      return;
+    }
+    network.sockets.push(ws);
+    const upstream = ws.connectToServer();
+    ws.onMessage((message) => {
+      const parsed = JSON.parse(String(message));
+      if (parsed.type === 'subscribe') network.afters.push(parsed.payload.variables.after);
+      upstream.send(message);
+    });
+    upstream.onMessage((message) => ws.send(message));
+  });
+  network.cut = async () => {
+    network.down = true;
+    for (const ws of network.sockets.splice(0)) await ws.close({ code: 4500, reason: 'network down' });
+  };
+  network.restore = () => { network.down = false; };
+  return network;
+}
+
 /** Lets a test hold back the events the server pushes to a page (`feed.holding = true`). */
 async function holdableFeed(page) {
   const feed = { holding: false };
@@ -244,28 +272,18 @@ test('a dropped connection shows Reconnecting… and resumes by cursor: no gap, 
   await withServer('sqlite', async (server) => {
     const bob = await openConsole(browser, server);
     // The network between bob's console and the server, which the test can cut.
-    let down = false;
-    const sockets = [];
-    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
-      if (down) {
-        ws.close({ code: 4500, reason: 'network down' });
-        return;
-      }
-      sockets.push(ws);
-      ws.connectToServer();
-    });
+    const network = await cuttableNetwork(bob);
     await signInAs(bob, 'bob');
     // Cut before this console has received a single event: it resumes from the cursor it
     // read at sign-in.
-    down = true;
-    for (const ws of sockets) await ws.close({ code: 4500, reason: 'network down' });
+    await network.cut();
     await bob.locator('[data-live="reconnecting"]').waitFor();
     await screenshot(bob, 'reconnecting');
     await submitRefund(server, 'During the outage 1', '11.00');
     await submitRefund(server, 'During the outage 2', '12.00');
     assert.equal(await bob.getByRole('link', { name: /During the outage/ }).count(), 0);
 
-    down = false;
+    network.restore();
     await bob.locator('[data-live="live"]').waitFor({ timeout: 15000 });
     for (const title of ['During the outage 1', 'During the outage 2']) {
       await bob.getByRole('link', { name: title }).waitFor();
@@ -316,37 +334,20 @@ test('keyboard only: skip to content, reach the decision form, approve', async (
 test('after a long outage the console starts again from now and reads its screens afresh', async () => {
   await withServer('sqlite', async (server) => {
     const bob = await openConsole(browser, server, { beforeLoad: (page) => page.clock.install() });
-    let down = false;
-    const sockets = [];
-    const afters = [];
-    await bob.routeWebSocket(/\/graphql\/ws$/, (ws) => {
-      if (down) {
-        ws.close({ code: 4500, reason: 'network down' });
-        return;
-      }
-      sockets.push(ws);
-      const upstream = ws.connectToServer();
-      ws.onMessage((message) => {
-        const parsed = JSON.parse(String(message));
-        if (parsed.type === 'subscribe') afters.push(parsed.payload.variables.after);
-        upstream.send(message);
-      });
-      upstream.onMessage((message) => ws.send(message));
-    });
+    const network = await cuttableNetwork(bob);
     await signInAs(bob, 'bob');
-    const signedInAt = afters[0];
-    down = true;
-    for (const ws of sockets) await ws.close({ code: 4500, reason: 'network down' });
+    const signedInAt = network.afters[0];
+    await network.cut();
     await bob.locator('[data-live="reconnecting"]').waitFor();
     await submitRefund(server, 'Filed during a long outage', '21.00');
     const head = (await api(server, server.tokens.bob, '{ requestEventsCursor }')).requestEventsCursor;
     await bob.clock.fastForward('03:00');
-    down = false;
+    network.restore();
     await bob.locator('[data-live="live"]').waitFor({ timeout: 20000 });
     // Not a replay from the sign-in cursor: the list was read again instead.
     await bob.getByRole('link', { name: 'Filed during a long outage' }).waitFor();
     assert.notEqual(signedInAt, head);
-    assert.equal(afters.at(-1), head, 'resubscribed from the head, not from the old cursor');
+    assert.equal(network.afters.at(-1), head, 'resubscribed from the head, not from the old cursor');
     // And it is live from there.
     await submitRefund(server, 'Filed after the outage', '22.00');
     await bob.getByRole('link', { name: 'Filed after the outage' }).waitFor();
