@@ -79,6 +79,28 @@ function SignIn({ settings, onToken, notice }) {
   </main>`;
 }
 
+/**
+ * Opens GraphiQL signed in as this session. The token goes over by postMessage, to this
+ * origin only and once the page asks: in a URL it would land in the browser's history.
+ */
+function openGraphiql(event, token) {
+  event.preventDefault();
+  const target = window.open('/graphql', '_blank');
+  if (!target) return;
+  const handOver = (message) => {
+    if (message.origin !== location.origin || message.source !== target) return;
+    if (!message.data || message.data.type !== 'countersign:graphiql-ready') return;
+    stop();
+    if (token.current) target.postMessage({ type: 'countersign:graphiql-token', token: token.current }, location.origin);
+  };
+  const stop = () => {
+    removeEventListener('message', handOver);
+    clearTimeout(timer);
+  };
+  const timer = setTimeout(stop, 30000);
+  addEventListener('message', handOver);
+}
+
 const LIVE_LABEL = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' };
 
 function Shell({ session, hub, live, policies, setPolicies, onSignOut }) {
@@ -112,6 +134,7 @@ function Shell({ session, hub, live, policies, setPolicies, onSignOut }) {
       <nav aria-label="Main"><ul>${links.map(([id, label]) => html`<li><a href=${`#/${id}`} aria-current=${screen === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
       <span class=${`live live-${live}`} role="status" aria-live="polite" data-live=${live}>${LIVE_LABEL[live] || live}</span>
       <span class="who">${viewer.name || viewer.subject} <small>(${viewer.roles.join(', ') || 'no roles'})</small></span>
+      <a href="/graphql" target="_blank" onClick=${(e) => openGraphiql(e, session.token)}>GraphiQL</a>
       <button type="button" class="secondary" onClick=${() => onSignOut(null)}>Sign out</button>
     </header>
     <main id="main" tabindex="-1">${body}</main>

@@ -14,22 +14,33 @@ export function mayFile(viewer, policy) {
 }
 
 function humanise(name) {
-  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').toLowerCase();
-  return words[0].toUpperCase() + words.slice(1);
+  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').trim().toLowerCase();
+  return words ? words[0].toUpperCase() + words.slice(1) : 'Unnamed field';
 }
 
-/** The payload fields a schema describes, in its order; anything not flat is edited as JSON. */
+/**
+ * The payload fields a schema describes, in its order; anything not flat is edited as JSON.
+ * A field is only ever looked up as an own property (here, in the form's Map and in the
+ * payload built with no prototype): a field named `constructor`, `toString` or
+ * `__proto__` is a field like any other, not something every object inherits.
+ */
 function fieldsOf(schema) {
-  if (!schema || schema.type !== 'object' || !schema.properties) return [];
-  const required = new Set(schema.required || []);
-  return Object.entries(schema.properties).map(([name, spec]) => {
+  if (!schema || schema.type !== 'object' || !isObject(schema.properties)) return [];
+  const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+  return Object.entries(schema.properties).map(([name, described]) => {
+    const spec = isObject(described) ? described : {};
     let kind = 'json';
     if (Array.isArray(spec.enum)) kind = 'enum';
     else if (spec.type === 'string') kind = 'string';
     else if (spec.type === 'integer' || spec.type === 'number') kind = spec.type;
     else if (spec.type === 'boolean') kind = 'boolean';
-    return { name, spec, kind, required: required.has(name), label: spec.title || humanise(name) };
+    const title = typeof spec.title === 'string' ? spec.title.trim() : '';
+    return { name, spec, kind, required: required.has(name), label: title || humanise(name) };
   });
+}
+
+function isObject(value) {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function payloadValue(field, raw) {
@@ -59,7 +70,7 @@ export function NewRequest({ session, policies }) {
   const usable = policies.filter((p) => mayFile(session.viewer, p));
   const [policyKey, setPolicyKey] = useState(usable.length === 1 ? usable[0].key : '');
   const [values, setValues] = useState({ title: '', amount: '', currency: 'EUR', description: '' });
-  const [payload, setPayload] = useState({});
+  const [payload, setPayload] = useState(() => new Map());
   const [errors, setErrors] = useState({});
   const mutation = useMutation(session);
   const policy = usable.find((p) => p.key === policyKey);
@@ -69,7 +80,7 @@ export function NewRequest({ session, policies }) {
     return html`<section><h1 tabindex="-1" ref=${heading}>New request</h1><p>You may not file requests under any policy.</p></section>`;
   }
   const set = (name) => (e) => setValues({ ...values, [name]: e.target.value });
-  const setField = (name, value) => setPayload({ ...payload, [name]: value });
+  const setField = (name, value) => setPayload(new Map(payload).set(name, value));
 
   const filed = (outcome) => {
     if (outcome.data) {
@@ -97,9 +108,9 @@ export function NewRequest({ session, policies }) {
       const problem = checkAmount(values.amount, currency);
       if (problem) found.amount = problem;
     }
-    const body = {};
+    const body = Object.create(null);
     for (const field of fields) {
-      const result = payloadValue(field, payload[field.name]);
+      const result = payloadValue(field, payload.get(field.name));
       if (result.error) found[`payload.${field.name}`] = result.error;
       else if (!result.skip) body[field.name] = result.value;
     }
@@ -124,7 +135,7 @@ export function NewRequest({ session, policies }) {
     <form class="new-request" onSubmit=${submit} noValidate>
       <fieldset class="bare" disabled=${mutation.busy || Boolean(mutation.uncertain)}>
       <${Field} id="new-policy" label="Policy" error=${errors.policy} hint=${policy && policy.description}>
-        <select id="new-policy" value=${policyKey} onChange=${(e) => { setPolicyKey(e.target.value); setPayload({}); setErrors({}); }}
+        <select id="new-policy" value=${policyKey} onChange=${(e) => { setPolicyKey(e.target.value); setPayload(new Map()); setErrors({}); }}
           aria-invalid=${errors.policy ? 'true' : 'false'} aria-describedby=${describedBy('new-policy', policy && policy.description, errors.policy)}>
           <option value="">Choose a policy…</option>
           ${usable.map((p) => html`<option value=${p.key}>${p.name}</option>`)}
@@ -145,7 +156,7 @@ export function NewRequest({ session, policies }) {
           aria-invalid=${errors.description ? 'true' : 'false'} aria-describedby=${describedBy('new-description', false, errors.description)}></textarea>
       </${Field}>
       ${fields.length > 0 && html`<fieldset><legend>${policy.name} details</legend>
-        ${fields.map((field) => html`<${PayloadField} key=${field.name} field=${field} value=${payload[field.name]}
+        ${fields.map((field) => html`<${PayloadField} key=${field.name} field=${field} value=${payload.get(field.name)}
           error=${errors[`payload.${field.name}`]} onChange=${(v) => setField(field.name, v)} />`)}
       </fieldset>`}
       </fieldset>

@@ -78,10 +78,10 @@ async function tokenRequest(endpoint, params) {
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const reason = body.error_description ? ` (${body.error_description})` : '';
+    // In our words only, like a refusal on the way back (see REFUSALS).
     const error = new Error(body.error === 'invalid_grant'
-      ? `The sign-in service no longer accepts this sign-in${reason}. Sign in again.`
-      : `The sign-in service refused to issue a token${reason}. Sign in again.`);
+      ? 'The sign-in service no longer accepts this sign-in. Sign in again.'
+      : 'The sign-in service refused to issue a token. Sign in again.');
     error.code = body.error === 'invalid_grant' ? 'SESSION_EXPIRED' : 'SIGN_IN_FAILED';
     throw error;
   }
@@ -97,18 +97,52 @@ function toSession(body, previous = {}) {
   };
 }
 
-// The ID token came straight from the token endpoint over the connection fetch checked, so
-// its payload can be read without verifying the signature (OpenID Connect Core 3.1.3.7);
-// the nonce ties it to the sign-in this browser started.
-function idTokenNonce(idToken) {
+const MISMATCH = "The sign-in answer did not match this browser's sign-in; start again.";
+const NOT_FOR_US = 'The sign-in service answered for another application. Ask an administrator to check the console settings.';
+// Clocks drift: an ID token this much past its expiry still counts as fresh.
+const LEEWAY_MS = 60 * 1000;
+
+function claimsOf(idToken) {
   try {
     const payload = idToken.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
-    return JSON.parse(new TextDecoder().decode(bytes)).nonce;
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof claims === 'object' && claims !== null ? claims : null;
   } catch {
-    return undefined;
+    return null;
   }
 }
+
+// The ID token came straight from the token endpoint over the connection fetch checked, so
+// its payload can be read without verifying the signature (OpenID Connect Core 3.1.3.7).
+// Its claims must still say it is for this sign-in: from the discovered issuer, for this
+// client (the only party it was issued to, or the authorized one among several), not
+// expired, and with the nonce this browser chose. Otherwise no token of that answer is used.
+function checkIdToken(idToken, { issuer, clientId, nonce }) {
+  const claims = typeof idToken === 'string' ? claimsOf(idToken) : null;
+  if (!claims) throw new Error('The sign-in service sent no usable ID token. Ask an administrator to check the console settings.');
+  if (typeof issuer !== 'string' || claims.iss !== issuer) throw new Error(NOT_FOR_US);
+  const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!audiences.includes(clientId)) throw new Error(NOT_FOR_US);
+  if ((audiences.length > 1 || claims.azp !== undefined) && claims.azp !== clientId) throw new Error(NOT_FOR_US);
+  if (typeof claims.exp !== 'number' || claims.exp * 1000 + LEEWAY_MS < Date.now()) {
+    throw new Error("The sign-in answer had already expired. Check this computer's clock, then sign in again.");
+  }
+  if (claims.nonce !== nonce) throw new Error(MISMATCH);
+}
+
+// What a provider's `error` means, in our words. Its `error_description` is never shown: any
+// link to the console can carry one, so it would be a stranger's text on our sign-in screen.
+const REFUSALS = new Map([
+  ['access_denied', 'Sign-in was cancelled or refused.'],
+  ['login_required', 'The sign-in service needs you to sign in again.'],
+  ['interaction_required', 'The sign-in service needs you to sign in again.'],
+  ['consent_required', 'The sign-in service needs your consent first. Sign in again.'],
+  ['account_selection_required', 'The sign-in service needs you to choose an account. Sign in again.'],
+  ['temporarily_unavailable', 'The sign-in service is unavailable for the moment. Try again shortly.'],
+  ['server_error', 'The sign-in service is unavailable for the moment. Try again shortly.'],
+]);
+const REFUSED = 'The sign-in service could not sign you in. Try again; if it keeps happening, ask an administrator.';
 
 function withResource(settings, params) {
   // RFC 8707: names the API so the provider issues a JWT whose `aud` is Countersign.
@@ -123,7 +157,7 @@ export async function signInRedirect(settings) {
   const state = randomString();
   const nonce = randomString();
   sessionStorage.setItem(PENDING, JSON.stringify({
-    verifier, state, nonce, tokenEndpoint: metadata.token_endpoint,
+    verifier, state, nonce, tokenEndpoint: metadata.token_endpoint, issuer: metadata.issuer,
   }));
   const url = new URL(metadata.authorization_endpoint);
   const params = withResource(settings, {
@@ -151,19 +185,15 @@ export async function completeSignIn(settings) {
   sessionStorage.removeItem(PENDING);
   stripQuery();
 
-  if (error) {
-    const detail = query.get('error_description');
-    throw new Error(error === 'access_denied'
-      ? `Sign-in was cancelled or refused${detail ? `: ${detail}` : ''}.`
-      : `The sign-in service could not sign you in${detail ? `: ${detail}` : ` (${error})`}.`);
-  }
   // A code this browser did not ask for (or asked for in another tab) is never redeemed;
-  // nor one that another provider sent (RFC 9207 `iss`, where the provider gives it).
+  // nor one that another provider sent (RFC 9207 `iss`, where the provider gives it). An
+  // error is only explained when it answers this browser's sign-in.
   const iss = query.get('iss');
   if (!pending || !pending.state || query.get('state') !== pending.state
     || (iss !== null && iss.replace(/\/+$/, '') !== issuerBase(settings))) {
-    throw new Error("The sign-in answer did not match this browser's sign-in; start again.");
+    throw new Error(MISMATCH);
   }
+  if (error) throw new Error(REFUSALS.get(error) || REFUSED);
   const body = await tokenRequest(pending.tokenEndpoint, withResource(settings, {
     grant_type: 'authorization_code',
     code,
@@ -171,9 +201,7 @@ export async function completeSignIn(settings) {
     client_id: settings.clientId,
     code_verifier: pending.verifier,
   }));
-  if (body.id_token && idTokenNonce(body.id_token) !== pending.nonce) {
-    throw new Error("The sign-in answer did not match this browser's sign-in; start again.");
-  }
+  checkIdToken(body.id_token, { issuer: pending.issuer, clientId: settings.clientId, nonce: pending.nonce });
   return toSession(body);
 }
 

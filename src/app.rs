@@ -147,6 +147,11 @@ impl App {
         self.local_addr
     }
 
+    /// The whole HTTP surface, to drive without a socket (the fuzz targets in `fuzz/` do).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// What the demo seeding did at start-up.
     pub fn seeded(&self) -> &Seeded {
         &self.seeded
@@ -202,7 +207,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route(
             "/graphql",
-            get(handlers::graphiql).post(handlers::graphql_post),
+            get(crate::console::graphiql).post(handlers::graphql_post),
         )
         .route("/graphql/ws", get(handlers::graphql_ws))
         .route("/", get(crate::console::page))

@@ -409,8 +409,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("Countersign listening on http://{addr}");
     println!("Ops console: http://{addr}/");
     println!("GraphiQL: http://{addr}/graphql");
-    if !config.is_production() {
+    if demo::personas_offered(&config) {
         print_persona_tokens(&config, addr)?;
+    } else if !config.is_production() {
+        println!("The demo is off: no demo tokens are printed; mint one with `countersign token`");
     }
     app.run_until(shutdown_signal()).await
 }
@@ -437,8 +439,10 @@ fn print_persona_tokens(config: &Config, addr: std::net::SocketAddr) -> anyhow::
             admin_token = Some(token);
         }
     }
-    if let Some(token) = admin_token {
-        println!("Open GraphiQL as grace (admin): http://{addr}/graphql#token={token}");
+    if admin_token.is_some() {
+        println!(
+            "Open GraphiQL as grace (admin): sign in to http://{addr}/ as Grace, then follow its GraphiQL link"
+        );
     }
     Ok(())
 }

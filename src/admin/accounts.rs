@@ -29,7 +29,7 @@ pub async fn list(
     let limit = page_size(first)?;
     let mut query = user::Entity::find();
     if let Some(search) = filter.search.filter(|s| !s.trim().is_empty()) {
-        let pattern = contains_pattern(&search);
+        let pattern = contains_pattern(&search)?;
         let like = |column: user::Column| {
             Expr::expr(Func::lower(Expr::col(column)))
                 .like(LikeExpr::new(pattern.clone()).escape('\\'))

@@ -15,6 +15,9 @@ use crate::error::AppError;
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// How deeply a payload (and a policy's payload schema) may nest objects and arrays. The
+/// JSON reader refuses past 128, so a deeper value could be written and never read back.
+pub const MAX_JSON_DEPTH: usize = 32;
 pub const MAX_COMMENT_CHARS: usize = 10_000;
 /// 10^15: the largest amount accepted.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
@@ -262,13 +265,52 @@ pub fn validate_description(description: &str) -> Result<String, AppError> {
 }
 
 pub fn validate_payload(payload: &serde_json::Value) -> Result<(), AppError> {
-    if payload.to_string().len() > MAX_PAYLOAD_BYTES {
+    validate_json("payload", payload)
+}
+
+/// A JSON value we store and read back: at most [`MAX_PAYLOAD_BYTES`] as text, nested at
+/// most [`MAX_JSON_DEPTH`] deep.
+pub fn validate_json(field: &str, value: &serde_json::Value) -> Result<(), AppError> {
+    if json_depth(value) > MAX_JSON_DEPTH {
         return Err(AppError::bad_input(
-            "payload",
-            "payload must be at most 64 KiB of JSON",
+            field,
+            format!("{field} may nest objects and arrays at most {MAX_JSON_DEPTH} deep"),
+        ));
+    }
+    if value.to_string().len() > MAX_PAYLOAD_BYTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must be at most 64 KiB of JSON"),
         ));
     }
     Ok(())
+}
+
+/// Objects and arrays inside one another: a scalar is 0, `{}` and `[1]` are 1.
+fn json_depth(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    // Level by level, not by recursion: the value is as deep as its sender made it.
+    let mut level: Vec<&Value> = vec![value];
+    let mut depth = 0;
+    loop {
+        let next: Vec<&Value> = level
+            .iter()
+            .flat_map(|v| -> Box<dyn Iterator<Item = &Value>> {
+                match v {
+                    Value::Array(items) => Box::new(items.iter()),
+                    Value::Object(map) => Box::new(map.values()),
+                    _ => Box::new(std::iter::empty()),
+                }
+            })
+            .collect();
+        if level.iter().any(|v| v.is_array() || v.is_object()) {
+            depth += 1;
+        }
+        if next.is_empty() {
+            return depth;
+        }
+        level = next;
+    }
 }
 
 /// A comment on a decision or a reason for a cancellation.
@@ -388,6 +430,16 @@ pub fn check_actionable(
     expected_version: Option<i32>,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
+    // A late decision says what happened, and when, so an open page can show it.
+    let expired = || {
+        AppError::InvalidTransition(format!(
+            "this request expired at {}",
+            expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+    };
+    if status == Status::Expired {
+        return Err(expired());
+    }
     if status.is_terminal() {
         return Err(AppError::InvalidTransition(format!(
             "the request is already {}",
@@ -395,9 +447,7 @@ pub fn check_actionable(
         )));
     }
     if expires_at <= now {
-        return Err(AppError::InvalidTransition(
-            "the request has expired".into(),
-        ));
+        return Err(expired());
     }
     if let Some(expected) = expected_version {
         if expected != version {
@@ -712,5 +762,20 @@ mod tests {
     #[test]
     fn max_amount_is_ten_to_the_fifteenth() {
         assert_eq!(MAX_AMOUNT.to_string(), "1000000000000000");
+    }
+
+    #[test]
+    fn json_depth_counts_containers_inside_one_another() {
+        assert_eq!(json_depth(&serde_json::json!("x")), 0);
+        assert_eq!(json_depth(&serde_json::json!({})), 1);
+        assert_eq!(
+            json_depth(&serde_json::json!({"a": [1, {"b": []}], "c": 2})),
+            4
+        );
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_JSON_DEPTH + 1 {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(validate_payload(&deep).is_err());
     }
 }

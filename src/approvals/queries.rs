@@ -140,7 +140,7 @@ pub async fn list(
         query = query.filter(request::Column::CreatedAt.lt(before));
     }
     if let Some(search) = filter.search.filter(|s| !s.trim().is_empty()) {
-        let pattern = contains_pattern(&search);
+        let pattern = contains_pattern(&search)?;
         query = query.filter(
             Expr::expr(Func::lower(Expr::col(request::Column::Title)))
                 .like(LikeExpr::new(pattern).escape('\\')),

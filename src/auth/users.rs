@@ -38,10 +38,12 @@ pub fn standing(row: &user::Model, issued_at: Option<DateTime<Utc>>) -> Result<(
         return Err(Refusal::Disabled);
     }
     if let Some(revoked_at) = row.sessions_revoked_at {
-        // Tokens carry whole seconds; a token from the same second as the revocation is
-        // refused too, on purpose: when in doubt, the revocation wins.
+        // Tokens carry whole seconds, and an `iat` up to the leeway ahead of our clock is
+        // accepted: a token stamped that far ahead of the revocation may have been issued
+        // before it, so it is refused too (signing in again waits out the leeway). When in
+        // doubt, the revocation wins.
         match issued_at {
-            Some(iat) if iat > revoked_at => {}
+            Some(iat) if iat > revoked_at + super::service::LEEWAY => {}
             _ => return Err(Refusal::SessionRevoked),
         }
     }
@@ -201,8 +203,13 @@ mod tests {
         );
         assert_eq!(standing(&user, Some(revoked)), Err(Refusal::SessionRevoked));
         assert_eq!(standing(&user, None), Err(Refusal::SessionRevoked));
+        // Stamped ahead of the revocation by less than the accepted skew.
         assert_eq!(
-            standing(&user, Some(revoked + Duration::seconds(1))),
+            standing(&user, Some(revoked + Duration::seconds(20))),
+            Err(Refusal::SessionRevoked)
+        );
+        assert_eq!(
+            standing(&user, Some(revoked + Duration::seconds(31))),
             Ok(())
         );
     }

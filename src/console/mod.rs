@@ -1,20 +1,21 @@
 //! The ops console, served by the binary: `console/` is embedded at compile time (no Node,
-//! no network, no CDN at run time), `/` is its page and `/console/…` its files. Every
-//! console response carries a strict Content-Security-Policy: scripts only from here,
-//! plus the page's one inline script — the import map — allowed by its SHA-256, which is
-//! computed from the embedded page itself so the two cannot drift.
+//! no network, no CDN at run time), `/` is its page and `/console/…` its files; GraphiQL's
+//! page (`GET /graphql`) is served from here too. Every one of these responses carries a
+//! strict Content-Security-Policy: scripts only from here, plus the console page's one
+//! inline script — the import map — allowed by its SHA-256, which is computed from the
+//! embedded page itself so the two cannot drift.
 
 use std::sync::LazyLock;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::demo;
-use crate::graphql::AppState;
+use crate::graphql::{AppState, graphiql as graphiql_page};
 
 #[derive(rust_embed::Embed)]
 #[folder = "console/"]
@@ -39,10 +40,10 @@ static IMPORT_MAP_HASH: LazyLock<String> = LazyLock::new(|| {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map))
 });
 
-/// The policy for every console response. The page talks to this server only — and, when
-/// sign-in goes through an OpenID provider, fetches its discovery document and token
-/// endpoint (the jump to its login page is a navigation, which the policy does not
-/// govern).
+/// The policy for every console response, GraphiQL's page included. The page talks to this
+/// server only — and, when sign-in goes through an OpenID provider, fetches its discovery
+/// document and token endpoint (the jump to its login page is a navigation, which the
+/// policy does not govern). GraphiQL's stylesheet carries its fonts as `data:` URLs.
 fn policy(config: &Config) -> String {
     let hash = &*IMPORT_MAP_HASH;
     let provider = config
@@ -52,8 +53,8 @@ fn policy(config: &Config) -> String {
         .unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'sha256-{hash}'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'{provider}; object-src 'none'; \
-         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+         img-src 'self' data:; font-src 'self' data:; connect-src 'self'{provider}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 }
 
@@ -72,21 +73,30 @@ pub async fn settings(State(state): State<AppState>) -> Response {
     with_headers(
         axum::Json(serde_json::json!({
             "oidc": oidc,
-            "personas": !state.config.is_production(),
+            "personas": demo::personas_offered(&state.config),
         }))
         .into_response(),
         &state.config,
     )
 }
 
-/// `GET /console/personas`: in development, the demo personas with a token each, for the
-/// sign-in screen's picker (the same tokens `countersign serve` prints). Production has no
-/// such thing: 404.
+/// `GET /console/personas`: in development with the demo on, the demo personas with a token
+/// each, for the sign-in screen's picker (the same kind of tokens `countersign serve`
+/// prints). Production, or the demo turned off, has no such thing: 404. Never stored by a
+/// cache: the answer is bearer tokens.
 pub async fn personas(State(state): State<AppState>) -> Response {
-    if state.config.is_production() {
+    let mut response = persona_list(&state.config);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_headers(response, &state.config)
+}
+
+fn persona_list(config: &Config) -> Response {
+    if !demo::personas_offered(config) {
         return (StatusCode::NOT_FOUND, "no such console file").into_response();
     }
-    match demo::persona_tokens(&state.config.jwt) {
+    match demo::persona_tokens(&config.jwt) {
         Ok(Some(tokens)) => axum::Json(
             tokens
                 .into_iter()
@@ -107,6 +117,17 @@ pub async fn personas(State(state): State<AppState>) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// `GET /graphql`: GraphiQL's page, under the console's policy (its scripts and style are
+/// console files).
+pub async fn graphiql(State(state): State<AppState>) -> Response {
+    let response = (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(graphiql_page::page()),
+    )
+        .into_response();
+    with_headers(response, &state.config)
 }
 
 /// `GET /`: the console's page.

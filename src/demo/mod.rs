@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::approvals::model::Thresholds;
 use crate::audit;
-use crate::config::{DemoMode, Environment};
+use crate::config::{Config, DemoMode, Environment};
 use crate::kernel::{Clock, CommandContext, SYSTEM};
 
 /// Recorded as the author of seeded rows.
@@ -31,8 +31,16 @@ pub struct Persona {
 /// How long the demo personas' tokens last.
 pub const PERSONA_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
+/// Whether anyone may be handed a demo persona's token: development with the demo on. With
+/// `COUNTERSIGN_DEMO=0` there are no demo people to be, and an admin's token for the asking
+/// would be a way in.
+pub fn personas_offered(config: &Config) -> bool {
+    !config.is_production() && config.demo != DemoMode::Off
+}
+
 /// A dev token for each demo persona, signed with the configured secret (development only:
-/// callers check). `None` when there is no secret to sign with.
+/// callers check, with [`personas_offered`] where a stranger asks). `None` when there is no
+/// secret to sign with.
 pub fn persona_tokens(
     jwt: &crate::config::JwtConfig,
 ) -> anyhow::Result<Option<Vec<(&'static Persona, String)>>> {
@@ -105,6 +113,14 @@ struct DemoPolicy {
     expires_after_hours: i64,
     payload_schema: fn() -> serde_json::Value,
     stages: &'static [DemoStage],
+}
+
+/// The demo policies' payload schemas, by key (the payload fuzz target checks against them).
+pub fn payload_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    POLICIES
+        .iter()
+        .map(|policy| (policy.key, (policy.payload_schema)()))
+        .collect()
 }
 
 const POLICIES: [DemoPolicy; 3] = [

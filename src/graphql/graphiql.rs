@@ -4,8 +4,12 @@
 //! the binary and served under [`ASSETS_PATH`]), so GraphiQL works on a network without
 //! internet access; nothing comes from a CDN. Each file is pinned by its sha384
 //! (`integrity`). When something cannot load, the page says what is missing instead of
-//! rendering blank. A token given as `#token=…` in the URL is put into the Authorization
-//! header (the fragment never reaches the server or its logs).
+//! rendering blank. The page is served by the console (`console::graphiql`), with its
+//! security headers.
+//!
+//! A token never travels in the page's URL (a URL lands in the browser's history on disk):
+//! the console opens the page and hands its token over by `postMessage`, and GraphiQL keeps
+//! its tabs and history in memory (`console/graphiql-page.js`).
 
 /// Where the files are served (by the console's file handler).
 pub const ASSETS_PATH: &str = "/console/vendor/graphiql";
@@ -33,6 +37,11 @@ pub const ASSETS: [(&str, &str); 4] = [
     ),
 ];
 
+/// The page's own style and script: files (served by the console's file handler), not
+/// inline, so the page needs no `unsafe-inline` in its Content-Security-Policy.
+const PAGE_CSS: &str = "/console/graphiql-page.css";
+const PAGE_JS: &str = "/console/graphiql-page.js";
+
 /// Renders the page.
 pub fn page() -> String {
     let url = |i: usize| format!("{ASSETS_PATH}/{}", ASSETS[i].0);
@@ -48,6 +57,8 @@ pub fn page() -> String {
         .replace("{{react_dom_sri}}", ASSETS[1].1)
         .replace("{{graphiql_js_sri}}", ASSETS[2].1)
         .replace("{{graphiql_css_sri}}", ASSETS[3].1)
+        .replace("{{page_css}}", PAGE_CSS)
+        .replace("{{page_js}}", PAGE_JS)
         .replace("{{needed}}", &needed)
 }
 
@@ -57,18 +68,9 @@ const PAGE: &str = r##"<!doctype html>
   <meta charset="utf-8">
   <title>Countersign GraphiQL</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="{{graphiql_css}}" integrity="{{graphiql_css_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.href)">
-  <style>
-    html, body { height: 100%; margin: 0; font-family: system-ui, sans-serif; }
-    #graphiql { height: 100vh; }
-    #problem { max-width: 46rem; margin: 3rem auto; padding: 1.5rem; border: 1px solid #c33; border-radius: 6px; }
-    #hint { padding: .4rem 1rem; background: #fff7d6; font-size: .9rem; }
-    .hidden { display: none; }
-  </style>
-  <script>
-    window.countersignFailed = [];
-    function countersignMissing(url) { window.countersignFailed.push(url); }
-  </script>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="{{graphiql_css}}" integrity="{{graphiql_css_sri}}" crossorigin="anonymous">
+  <link rel="stylesheet" href="{{page_css}}">
 </head>
 <body>
   <div id="problem" class="hidden">
@@ -79,42 +81,15 @@ const PAGE: &str = r##"<!doctype html>
     <p>The API itself works without them: <code>POST /graphql</code> with
        <code>Authorization: Bearer &lt;token&gt;</code>.</p>
   </div>
-  <div id="hint" class="hidden">No token yet: open this page as <code>/graphql#token=&lt;token&gt;</code>
-    (tokens are printed by <code>countersign serve</code> and <code>countersign token</code>) or add
-    <code>{"Authorization": "Bearer &lt;token&gt;"}</code> under Headers.</div>
+  <div id="hint" class="hidden">No token yet: open GraphiQL from the ops console (<code>/</code>, the
+    GraphiQL link once signed in), which hands it your session, or add
+    <code>{"Authorization": "Bearer &lt;token&gt;"}</code> under Headers (tokens are printed by
+    <code>countersign serve</code> and <code>countersign token</code>).</div>
   <div id="graphiql"></div>
-  <script src="{{react}}" integrity="{{react_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
-  <script src="{{react_dom}}" integrity="{{react_dom_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
-  <script src="{{graphiql_js}}" integrity="{{graphiql_js_sri}}" crossorigin="anonymous" onerror="countersignMissing(this.src)"></script>
-  <script>
-    (function () {
-      var problem = document.getElementById('problem');
-      if (typeof React === 'undefined' || typeof ReactDOM === 'undefined' || typeof GraphiQL === 'undefined') {
-        var failed = window.countersignFailed.length ? window.countersignFailed : ['(scripts loaded but did not define React, ReactDOM and GraphiQL)'];
-        document.getElementById('failed').textContent = 'Could not load: ' + failed.join(', ');
-        problem.classList.remove('hidden');
-        return;
-      }
-      problem.classList.add('hidden');
-      var token = new URLSearchParams(window.location.hash.slice(1)).get('token');
-      if (token) { history.replaceState(null, '', window.location.pathname + window.location.search); }
-      var wsScheme = window.location.protocol === 'https:' ? 'wss://' : 'ws://';
-      var fetcher = GraphiQL.createFetcher({
-        url: window.location.pathname,
-        subscriptionUrl: wsScheme + window.location.host + window.location.pathname.replace(/\/$/, '') + '/ws',
-      });
-      // A bearer token must not outlive the tab: headers are never persisted, and any an
-      // older version of this page left in localStorage are removed.
-      try { localStorage.removeItem('graphiql:headers'); } catch (e) {}
-      var props = { fetcher: fetcher, shouldPersistHeaders: false, defaultEditorToolsVisibility: 'headers' };
-      if (token) {
-        props.headers = JSON.stringify({ Authorization: 'Bearer ' + token }, null, 2);
-      } else {
-        document.getElementById('hint').classList.remove('hidden');
-      }
-      ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, props));
-    })();
-  </script>
+  <script src="{{react}}" integrity="{{react_sri}}" crossorigin="anonymous" data-defines="React"></script>
+  <script src="{{react_dom}}" integrity="{{react_dom_sri}}" crossorigin="anonymous" data-defines="ReactDOM"></script>
+  <script src="{{graphiql_js}}" integrity="{{graphiql_js_sri}}" crossorigin="anonymous" data-defines="GraphiQL"></script>
+  <script src="{{page_js}}"></script>
   <noscript>GraphiQL needs JavaScript. The API answers <code>POST /graphql</code> without it.</noscript>
 </body>
 </html>
@@ -130,5 +105,8 @@ mod tests {
         assert!(html.contains("/console/vendor/graphiql/graphiql.min.js"));
         assert!(!html.contains("unpkg.com"));
         assert!(!html.contains("{{"), "every placeholder is filled");
+        // The console's Content-Security-Policy allows no inline script, style or handler.
+        assert!(!html.contains("<script>") && !html.contains("<style"));
+        assert!(!html.contains("onerror=") && !html.contains("onload="));
     }
 }

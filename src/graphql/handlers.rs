@@ -9,10 +9,9 @@ use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Extension;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::graphiql;
 use super::throttle::RetryAfter;
 use super::transport_ws::{self, Dialect};
 use crate::auth::{AuthError, Identity, users};
@@ -147,11 +146,6 @@ async fn answer(
         StatusCode::OK
     };
     (status, GraphQLResponse::from(response)).into_response()
-}
-
-/// `GET /graphql`: the GraphiQL page.
-pub async fn graphiql() -> Html<String> {
-    Html(graphiql::page())
 }
 
 /// `GET /graphql/ws`: graphql-transport-ws (and the legacy graphql-ws). The token travels

@@ -9,6 +9,7 @@ pub mod handlers;
 mod limits;
 pub mod throttle;
 pub mod transport_ws;
+mod variables;
 
 use std::sync::Arc;
 

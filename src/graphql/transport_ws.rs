@@ -468,13 +468,16 @@ fn run_operation(
     if !state.config.limits.introspection {
         request = request.disable_introspection();
     }
-    let (kind, name) = super::operation_of(&mut request);
-    let counted = match &identity {
-        Identity::Authenticated(_) => name.as_deref(),
-        Identity::Anonymous => None,
+    let authenticated = matches!(identity, Identity::Authenticated(_));
+    // Prepared before anything reads the document: the limits on its text come before the
+    // parser.
+    let mut prepared = super::prepare(state, request, identity, grants);
+    let (kind, name) = match &mut prepared {
+        Ok(request) => super::operation_of(request),
+        Err(_) => ("invalid", None),
     };
+    let counted = if authenticated { name.as_deref() } else { None };
     state.metrics.graphql_operation(kind, counted);
-    let prepared = super::prepare(state, request, identity, grants);
     let active = state.metrics.in_gauge("countersign_websocket_operations");
     let span = super::operation_span(kind, name.as_deref());
     let delivered = state

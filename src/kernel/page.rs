@@ -19,10 +19,22 @@ pub fn page_size(first: Option<i32>) -> Result<u64, AppError> {
     Ok(u64::try_from(first).unwrap_or(20))
 }
 
+/// The longest search text a list takes. SQLite refuses a `LIKE` pattern over 50,000
+/// bytes (as a fault, not as bad input), and nobody searches a title with a page of text.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
 /// A `LIKE` pattern (escape character `\`) matching `text` anywhere, for comparing with a
 /// lower-cased column: case-insensitive, and `%` or `_` in the text match only themselves.
-pub fn contains_pattern(text: &str) -> String {
-    format!("%{}%", escape_like(&text.trim().to_lowercase()))
+/// BAD_USER_INPUT on `search` past [`MAX_SEARCH_CHARS`].
+pub fn contains_pattern(text: &str) -> Result<String, AppError> {
+    let text = text.trim();
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        return Err(AppError::bad_input(
+            "search",
+            format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    Ok(format!("%{}%", escape_like(&text.to_lowercase())))
 }
 
 /// `value` for a `LIKE` pattern whose escape character is `\`: its `%` and `_` match only themselves.

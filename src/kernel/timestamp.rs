@@ -19,9 +19,17 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
+/// The years an instant may fall in, in UTC: the range every database we run on holds the
+/// same way (PostgreSQL refuses some instants chrono reads), and four digits on the wire.
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 fn parse(value: &Value) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
     match value {
-        Value::String(text) => text.parse().ok(),
+        Value::String(text) => text
+            .parse::<DateTime<Utc>>()
+            .ok()
+            .filter(|instant| YEARS.contains(&instant.year())),
         _ => None,
     }
 }
@@ -30,9 +38,11 @@ fn parse(value: &Value) -> Option<DateTime<Utc>> {
 #[Scalar(name = "DateTime")]
 impl ScalarType for Timestamp {
     fn parse(value: Value) -> InputValueResult<Self> {
-        parse(&value)
-            .map(Self)
-            .ok_or_else(|| InputValueError::custom("expected an RFC 3339 date-time"))
+        parse(&value).map(Self).ok_or_else(|| {
+            InputValueError::custom(
+                "expected an RFC 3339 date-time between the years 0001 and 9999 (UTC)",
+            )
+        })
     }
 
     fn is_valid(value: &Value) -> bool {
@@ -60,5 +70,11 @@ mod tests {
         )));
         assert!(!<Timestamp as ScalarType>::is_valid(&Value::from("nope")));
         assert!(!<Timestamp as ScalarType>::is_valid(&Value::from(12)));
+        assert!(!<Timestamp as ScalarType>::is_valid(&Value::from(
+            "9999-12-31T23:59:59-05:00"
+        )));
+        assert!(!<Timestamp as ScalarType>::is_valid(&Value::from(
+            "0001-01-01T00:00:00+01:00"
+        )));
     }
 }

@@ -222,13 +222,17 @@ impl Resolve for GuardedResolver {
                 .filter(|addr| forbidden(addr.ip()).is_none())
                 .collect();
             if allowed.is_empty() {
-                let why = found
+                // The attempt's error is shown to auditors in `lastError`: it says what kind
+                // of address the name has, as saving the URL does, never the address (a map
+                // of internal DNS). The log keeps the address for operators.
+                let Some((address, why)) = found
                     .first()
-                    .and_then(|addr| {
-                        forbidden(addr.ip()).map(|why| format!("{} is {why}", addr.ip()))
-                    })
-                    .unwrap_or_else(|| "it has no address".into());
-                return Err(format!("{host} may not be reached: {why}").into());
+                    .and_then(|addr| forbidden(addr.ip()).map(|why| (addr.ip(), why)))
+                else {
+                    return Err(format!("{host} has no address").into());
+                };
+                tracing::warn!(%host, %address, "a webhook attempt was refused an internal address");
+                return Err(format!("{host} resolves to {why}; webhooks may not go there").into());
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })

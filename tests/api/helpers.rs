@@ -225,6 +225,20 @@ pub fn mint_with_ttl(subject: &str, roles: &[&str], ttl: Duration) -> String {
     .expect("minting a test token")
 }
 
+/// A real HS256 token issued at `iat` (seconds since the epoch), valid for an hour after.
+pub fn mint_issued_at(subject: &str, roles: &[&str], iat: i64) -> String {
+    let claims = json!({
+        "sub": subject, "roles": roles, "iat": iat, "exp": iat + 3600,
+        "iss": TEST_ISSUER, "aud": TEST_AUDIENCE,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .expect("minting a test token")
+}
+
 /// The demo personas.
 #[derive(Clone, Copy, Debug)]
 pub enum Persona {

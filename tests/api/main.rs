@@ -21,6 +21,7 @@ mod expiry;
 mod graphiql;
 mod hardening;
 mod health;
+mod hostile;
 mod jwt;
 mod layers;
 mod lifecycle;

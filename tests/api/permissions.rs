@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Persona, TestApp, spawn_app, spawn_replica};
+use crate::helpers::{Backend, Persona, TestApp, mint_issued_at, spawn_app, spawn_replica};
 use crate::lifecycle_helpers::*;
 
 const GRANT: &str = "mutation($input: GrantPermissionInput!) { grantPermission(input: $input) { role permissions { action policy } } }";
@@ -116,16 +116,30 @@ backend_tests! {
         assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
     }
 
-    async fn revoked_sessions_refuse_older_tokens_but_not_newer_ones(backend) {
+    async fn revoked_sessions_refuse_older_tokens_and_those_stamped_ahead_within_the_skew(backend) {
         let app = spawn_app(backend).await;
+        let now = chrono::Utc::now().timestamp();
         let old = app.token_for(Persona::Bob);
+        // Clock skew: a token may say it was issued up to 30 s from now, and is accepted.
+        let ahead = mint_issued_at("bob", &["finance"], now + 20);
         app.graphql(Some(&old), VIEWER, json!({})).await.expect_ok();
+        app.graphql(Some(&ahead), VIEWER, json!({})).await.expect_ok();
         app.graphql_as(Persona::Grace, REVOKE_SESSIONS, json!({ "input": { "subject": "bob", "reason": "laptop stolen" } })).await.expect_ok();
         assert_eq!(app.graphql(Some(&old), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
-        // Tokens carry whole seconds; one minted in the next second is newer than the revocation.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let new = app.token_for(Persona::Bob);
-        app.graphql(Some(&new), VIEWER, json!({})).await.expect_ok();
+        assert_eq!(app.graphql(Some(&ahead), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
+    }
+
+    async fn tokens_issued_past_the_skew_after_a_revocation_pass(backend) {
+        let app = spawn_app(backend).await;
+        let now = chrono::Utc::now().timestamp();
+        // The revocation is stamped by the domain clock: set 40 s back, it lets a token
+        // issued now count as 40 s newer without the test waiting that long.
+        app.clock.advance(chrono::Duration::seconds(-40));
+        app.graphql_as(Persona::Grace, REVOKE_SESSIONS, json!({ "input": { "subject": "bob", "reason": "laptop stolen" } })).await.expect_ok();
+        let within = mint_issued_at("bob", &["finance"], now - 15);
+        assert_eq!(app.graphql(Some(&within), VIEWER, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
+        let past = mint_issued_at("bob", &["finance"], now - 5);
+        app.graphql(Some(&past), VIEWER, json!({})).await.expect_ok();
     }
 
     async fn a_user_can_be_disabled_before_their_first_request(backend) {

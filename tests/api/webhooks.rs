@@ -293,6 +293,10 @@ backend_tests! {
         let failing = wait_for(&strict, json!(null), |d| d.len() == 1 && d[0]["attempts"].as_i64() >= Some(1) && d[0]["lastError"].is_string()).await;
         let error = failing[0]["lastError"].as_str().unwrap();
         assert!(error.contains("loopback"), "{error}");
+        // Auditors read lastError: the kind of address, never the address itself.
+        for address in ["127.0.0.1", "::1"] {
+            assert!(!error.contains(address), "{error}");
+        }
         assert!(failing[0]["lastStatus"].is_null());
         assert!(hook.hits().is_empty(), "nothing reached the internal receiver");
     }

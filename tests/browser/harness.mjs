@@ -74,8 +74,15 @@ export async function startServer({ backend = 'sqlite', env = {} } = {}) {
   };
 }
 
+const CHROMIUM = { executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] };
+
 export async function launch() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  return chromium.launch(CHROMIUM);
+}
+
+/** A browser whose profile is the directory `dir`, so what it keeps on disk can be read. */
+export async function launchWithProfile(dir, { width = 1280 } = {}) {
+  return chromium.launchPersistentContext(dir, { ...CHROMIUM, viewport: { width, height: 900 } });
 }
 
 /**
@@ -120,6 +127,27 @@ export async function accessibilityProblems(page) {
   return results.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+/** Follows the console's GraphiQL link; resolves with GraphiQL's page once it has rendered. */
+export async function openGraphiql(page) {
+  const [graphiql] = await Promise.all([
+    page.context().waitForEvent('page'),
+    page.getByRole('link', { name: 'GraphiQL' }).click(),
+  ]);
+  await graphiql.locator('.graphiql-container').waitFor({ timeout: 20000 });
+  return graphiql;
+}
+
+/** Runs `query` in GraphiQL's editor; resolves with what the result pane shows. */
+export async function runInGraphiql(graphiql, query, expected) {
+  await graphiql.evaluate((text) => {
+    document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(text);
+  }, query);
+  await graphiql.locator('.graphiql-execute-button').click();
+  const result = graphiql.locator('.result-window');
+  await result.getByText(expected).waitFor({ timeout: 10000 });
+  return result.innerText();
 }
 
 /** Calls the API directly, as another client would (not through a page). */

@@ -24,7 +24,8 @@ function freePort() {
   });
 }
 
-test('an OIDC sign-in lands in the queue with the roles from the provider, and renews', async () => {
+/** A provider and a Countersign whose console signs in through it. */
+async function withProvider({ accessTokenTtl = 3600 } = {}) {
   const port = await freePort();
   const redirectUri = `http://127.0.0.1:${port}/`;
   const idp = await startProvider({
@@ -33,8 +34,7 @@ test('an OIDC sign-in lands in the queue with the roles from the provider, and r
     audience: AUDIENCE,
     rolesClaim: 'realm_access.roles',
     users: { oscar: { name: 'Oscar Finance', email: 'oscar@example.com', roles: ['finance'] } },
-    // A short-lived token is renewed halfway through its life: within seconds here.
-    accessTokenTtl: 16,
+    accessTokenTtl,
   });
   const server = await startServer({
     env: {
@@ -49,7 +49,16 @@ test('an OIDC sign-in lands in the queue with the roles from the provider, and r
       COUNTERSIGN_OIDC_CLIENT_ID: CLIENT,
       COUNTERSIGN_OIDC_RESOURCE: AUDIENCE,
     },
+  }).catch(async (err) => {
+    await idp.close();
+    throw err;
   });
+  return { idp, server };
+}
+
+test('an OIDC sign-in lands in the queue with the roles from the provider, and renews', async () => {
+  // A short-lived token is renewed halfway through its life: within seconds here.
+  const { idp, server } = await withProvider({ accessTokenTtl: 16 });
   try {
     await api(server, server.tokens.alice,
       'mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { request { id } } }',
@@ -101,6 +110,97 @@ test('an OIDC sign-in lands in the queue with the roles from the provider, and r
     assert.equal(await page.getByRole('heading', { name: 'Sign in to Countersign' }).count(), 0);
     await page.getByRole('link', { name: 'My queue' }).click();
     await page.getByRole('link', { name: 'Refund for a finance person' }).waitFor();
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  } finally {
+    await server.stop();
+    await idp.close();
+  }
+});
+
+function base64url(json) {
+  return Buffer.from(JSON.stringify(json)).toString('base64url');
+}
+
+/** The ID token with some claims changed (its signature no longer matches, as a forger's). */
+function withClaims(idToken, change) {
+  const [header, payload, signature] = idToken.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  change(claims);
+  return [header, base64url(claims), signature].join('.');
+}
+
+/** Leaves for the provider and waits until the console has dealt with its answer. */
+async function signInThroughProvider(page, { login = false } = {}) {
+  await page.getByRole('button', { name: 'Sign in with your organisation account' }).click();
+  if (login) {
+    await page.locator('input[name="login"]').fill('oscar');
+    await page.locator('input[name="password"]').fill('anything');
+    await page.locator('button[type="submit"]').click();
+    await page.locator('button[type="submit"]').click(); // consent
+  }
+  await page.locator('.notice, .who').first().waitFor({ timeout: 10000 });
+}
+
+test('an ID token not for this sign-in is refused, and a link\'s own error text is never shown', async () => {
+  const { idp, server } = await withProvider();
+  try {
+    const page = await openConsole(browser, server);
+    const notice = page.locator('.notice');
+    const signedIn = page.locator('.who');
+
+    // Cancelled at the provider: a real refusal, answering this browser's sign-in. The
+    // provider's description ("End-User aborted interaction") is not ours to show.
+    await page.getByRole('button', { name: 'Sign in with your organisation account' }).click();
+    await page.getByRole('link', { name: '[ Cancel ]' }).click();
+    await notice.waitFor({ timeout: 10000 });
+    assert.equal(await notice.innerText(), 'Sign-in was cancelled or refused.');
+
+    // A link made by anyone, carrying its own words.
+    const lure = 'Your account is locked. Call +1 555 0100 to unlock it.';
+    for (const error of ['access_denied', 'server_error', 'constructor', 'made_up']) {
+      await page.goto(`${server.url}/?error=${error}&error_description=${encodeURIComponent(lure)}&state=guess`);
+      await notice.waitFor();
+      const shown = await notice.innerText();
+      assert.doesNotMatch(shown, /locked|555|made_up|function/, `${error}: only our own words`);
+      assert.equal(new URL(page.url()).search, '', 'the error is gone from the address bar');
+    }
+
+    // The token endpoint's answer altered on its way to the console: each ID token below
+    // is not for this sign-in, so its access token must not be used either.
+    let tamper = null;
+    await page.route(`${idp.issuer}/token`, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      if (tamper) tamper(body);
+      await route.fulfill({ response, json: body });
+    });
+    const cases = [
+      ['another audience', /another application/, (b) => { b.id_token = withClaims(b.id_token, (c) => { c.aud = 'someone-else'; }); }],
+      ['another issuer', /another application/, (b) => { b.id_token = withClaims(b.id_token, (c) => { c.iss = 'http://127.0.0.1:1'; }); }],
+      ['expired an hour ago', /already expired/, (b) => { b.id_token = withClaims(b.id_token, (c) => { c.exp = Math.floor(Date.now() / 1000) - 3600; }); }],
+      ['several audiences, no azp', /another application/, (b) => { b.id_token = withClaims(b.id_token, (c) => { c.aud = [CLIENT, 'someone-else']; delete c.azp; }); }],
+      ['authorized for another party', /another application/, (b) => { b.id_token = withClaims(b.id_token, (c) => { c.aud = [CLIENT, 'someone-else']; c.azp = 'someone-else'; }); }],
+      ['no nonce', /did not match this browser's sign-in/, (b) => { b.id_token = withClaims(b.id_token, (c) => { delete c.nonce; }); }],
+      ['no ID token at all', /no usable ID token/, (b) => { delete b.id_token; }],
+    ];
+    let first = true;
+    for (const [name, why, change] of cases) {
+      tamper = change;
+      await page.goto(server.url);
+      await signInThroughProvider(page, { login: first });
+      first = false;
+      assert.equal(await signedIn.count(), 0, `${name}: not signed in`);
+      assert.match(await notice.innerText(), why, `${name}: the sign-in screen says why`);
+      assert.equal(new URL(page.url()).search, '', `${name}: the code is gone from the address bar`);
+    }
+
+    // The same answer untouched signs in: what was refused above was the claims alone.
+    tamper = null;
+    await page.goto(server.url);
+    await signInThroughProvider(page);
+    await page.getByRole('heading', { name: 'My queue' }).waitFor();
+    assert.match(await signedIn.innerText(), /Oscar Finance/);
     assert.deepEqual(page.problems, []);
     await page.context().close();
   } finally {

@@ -139,6 +139,7 @@ impl ApprovalsSubscription {
             ),
         };
         let selection: Arc<str> = selection_key(ctx.field(), &viewer).into();
+        let resuming = after.is_some();
         let mut cursor = match after {
             Some(cursor) => cursor
                 .parse::<i64>()
@@ -150,6 +151,21 @@ impl ApprovalsSubscription {
             // Events committed from now on (one read per subscription, not per event).
             None => audit_service::head(feed.db()).await?.0,
         };
+        // A cursor past the log's end (a typo, or a client that outlived a restore from
+        // backup) would silently skip every event up to it. The feed may not have read the
+        // newest commits yet, so the log's head decides.
+        if resuming && cursor > feed.sequence() {
+            let head = audit_service::head(feed.db()).await?.0;
+            if cursor > head {
+                return Err(AppError::bad_input(
+                    "after",
+                    format!(
+                        "the cursor {cursor} is past the end of the log ({head}); subscribe \
+                         without `after` or with requestEventsCursor"
+                    ),
+                ));
+            }
+        }
         let interest = Interest::new(
             &viewer.roles,
             filter.policy.clone(),
