@@ -1,10 +1,11 @@
 //! Who may see a request, and who may decide it now.
 //!
-//! Each rule is written here once, in two forms where lists need it: as Rust, for a row
-//! already loaded (`request`, `viewerCanApprove`, `eligibleApprovers`, the decide and
-//! cancel commands, the subscription), and as SQL, for lists filtered in the database
-//! (`requests`, `myQueue`). The API tests `visibility_agrees_…` and `my_queue_agrees_…`
-//! check on the same rows that the two forms agree.
+//! Each rule is written here once, in two forms where reads need it: as Rust, for a row
+//! already in hand (`viewerCanApprove`, `eligibleApprovers`, the decide command, the
+//! subscription), and as SQL, for rows filtered in the database (`requests`, `request`,
+//! the rows the decide and cancel commands load, `myQueue`). The API tests
+//! `visibility_agrees_…`, `my_queue_agrees_…` and `hostile::a_decider_…` check on the
+//! same rows that the two forms agree.
 
 use std::collections::HashMap;
 
@@ -38,9 +39,15 @@ pub struct PolicyFacts<'a> {
 // ---------------------------------------------------------------------------------------
 // Visibility
 
-/// May `asker` see `request`: their own, or one their `request.view` grants reach.
-pub fn can_see(asker: Asker<'_>, request: &request::Model) -> bool {
-    request.requester_subject == asker.subject || grants_see(asker.grants, request)
+/// May `asker` see `request`: their own, one their `request.view` grants reach, or one
+/// they decided (`deciders` are the subjects who did). A decider keeps sight of what they
+/// decided in every status, even after losing the grant, so a late or repeated decision
+/// is told what happened rather than "no such request"; that sight is read-only, since
+/// deciding needs the grant ([`may_decide_now`]).
+pub fn can_see(asker: Asker<'_>, request: &request::Model, deciders: &[String]) -> bool {
+    request.requester_subject == asker.subject
+        || grants_see(asker.grants, request)
+        || deciders.iter().any(|d| d == asker.subject)
 }
 
 /// The half of [`can_see`] that holds for everyone with these grants, whoever they are.
@@ -53,7 +60,21 @@ pub fn visible(asker: Asker<'_>) -> Condition {
     match asker.grants.scope(Action::RequestView) {
         Scope::All => Condition::all(),
         Scope::Only(keys) => {
-            let mut any = Condition::any().add(request::Column::RequesterSubject.eq(asker.subject));
+            let mut decided = Query::select();
+            decided
+                .expr(Expr::val(1))
+                .from(decision::Entity)
+                .and_where(
+                    Expr::col((decision::Entity, decision::Column::RequestId))
+                        .equals((request::Entity, request::Column::Id)),
+                )
+                .and_where(
+                    Expr::col((decision::Entity, decision::Column::ApproverSubject))
+                        .eq(asker.subject),
+                );
+            let mut any = Condition::any()
+                .add(request::Column::RequesterSubject.eq(asker.subject))
+                .add(Expr::exists(decided));
             if !keys.is_empty() {
                 any = any.add(request::Column::PolicyKey.is_in(keys));
             }
@@ -77,6 +98,8 @@ fn holds_stage_role(roles: &[String], stage: &policy_stage::Model) -> bool {
 /// Why someone may not decide a stage they can see. Each is FORBIDDEN to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotDecider {
+    /// They see the request only as a past decider: their grants no longer reach its policy.
+    NoGrant,
     /// They hold none of the stage's approver roles.
     NotStageRole,
     /// Nobody decides their own request.
@@ -90,6 +113,9 @@ pub enum NotDecider {
 impl NotDecider {
     pub fn message(&self, stage: &policy_stage::Model) -> String {
         match self {
+            Self::NoGrant => "you decided this request before, but may no longer decide \
+                              requests under its policy"
+                .into(),
             Self::NotStageRole => format!(
                 "stage {} ({}) is decided by {}",
                 stage.position,
@@ -103,8 +129,8 @@ impl NotDecider {
     }
 }
 
-/// The decide rule for a stage the asker can see: they hold one of its approver roles, the
-/// request is not theirs, and they have not decided this stage (nor, unless the policy
+/// The decide rule for a stage the asker can see: their grants reach the request (sight as a
+/// past decider is read-only), they hold one of its approver roles, the request is not theirs, and they have not decided this stage (nor, unless the policy
 /// allows it, any other stage of the request).
 pub fn check_decider(
     asker: Asker<'_>,
@@ -113,6 +139,9 @@ pub fn check_decider(
     policy: PolicyFacts<'_>,
     decisions: &[decision::Model],
 ) -> Result<(), NotDecider> {
+    if !grants_see(asker.grants, request) {
+        return Err(NotDecider::NoGrant);
+    }
     if !holds_stage_role(asker.roles, stage) {
         return Err(NotDecider::NotStageRole);
     }
@@ -141,8 +170,8 @@ pub fn open_at(request: &request::Model, now: DateTime<Utc>) -> bool {
     request.status == PENDING && request.expires_at > now
 }
 
-/// "May decide now", the whole of it: the asker can see the request, it is open, and the
-/// decide rule lets them decide its current stage.
+/// "May decide now", the whole of it: the request is open and the decide rule lets the
+/// asker decide its current stage.
 pub fn may_decide_now(
     asker: Asker<'_>,
     request: &request::Model,
@@ -156,9 +185,7 @@ pub fn may_decide_now(
     else {
         return false;
     };
-    can_see(asker, request)
-        && open_at(request, now)
-        && check_decider(asker, request, stage, policy, decisions).is_ok()
+    open_at(request, now) && check_decider(asker, request, stage, policy, decisions).is_ok()
 }
 
 /// [`may_decide_now`] as SQL, for `myQueue`. `stages` are the stage definitions to
@@ -365,8 +392,28 @@ mod tests {
             ..bob
         };
         assert!(!may_decide_now(blind, &open, policy, &[], now));
+        assert_eq!(
+            check_decider(blind, &open, &stages[0], policy, &[]),
+            Err(NotDecider::NoGrant)
+        );
         let mut decided = open.clone();
         decided.status = "APPROVED".into();
         assert!(!may_decide_now(bob, &decided, policy, &[], now));
+    }
+
+    #[test]
+    fn a_decider_keeps_sight_without_the_grant() {
+        let no_grants = Grants::default();
+        let roles = vec!["finance".to_string()];
+        let bob = Asker {
+            subject: "bob",
+            roles: &roles,
+            grants: &no_grants,
+        };
+        let decided = request("alice", 2);
+        assert!(!can_see(bob, &decided, &[]));
+        assert!(!can_see(bob, &decided, &["carol".into()]));
+        assert!(can_see(bob, &decided, &["carol".into(), "bob".into()]));
+        assert!(can_see(bob, &request("bob", 1), &[]));
     }
 }

@@ -16,7 +16,7 @@ use super::model::Status;
 use super::policies::PolicyVersion;
 use crate::access::Grants;
 use crate::access::requests::{
-    Asker, PolicyFacts, can_see, decidable_now, may_decide_now, stage_roles, visible,
+    Asker, PolicyFacts, decidable_now, may_decide_now, stage_roles, visible,
 };
 use crate::error::AppError;
 use crate::kernel::Viewer;
@@ -40,10 +40,11 @@ pub async fn find_visible(
     let Ok(id) = Uuid::parse_str(id.trim()) else {
         return Ok(None);
     };
-    let Some(row) = request::Entity::find_by_id(id).one(db).await? else {
-        return Ok(None);
-    };
-    Ok(can_see(asker(viewer, grants), &row).then_some(row))
+    // The rule in SQL: a hidden request costs the same one statement as an absent one.
+    Ok(request::Entity::find_by_id(id)
+        .filter(visible(asker(viewer, grants)))
+        .one(db)
+        .await?)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, async_graphql::Enum)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::model::{Status, Transition};
-use crate::access::requests::{Asker, can_see};
+use crate::access::requests::{Asker, visible};
 use crate::access::{Grants, grants_for};
 use crate::command::{Effect, stored_id};
 use crate::error::AppError;
@@ -45,9 +45,9 @@ pub async fn load_visible(
         grants: &grants,
     };
     let row = request::Entity::find_by_id(id)
+        .filter(visible(asker))
         .one(txn)
         .await?
-        .filter(|row| can_see(asker, row))
         .ok_or_else(not_found)?;
     Ok((row, grants))
 }

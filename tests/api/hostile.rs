@@ -295,3 +295,55 @@ backend_tests! {
         assert_eq!(refused.body["errors"][0]["extensions"]["field"], "input.stages.0");
     }
 }
+
+backend_tests! {
+    /// Issue 24, item 8: a decider who loses `request.view` keeps seeing what they decided,
+    /// in the list, by id and live, read-only; someone with the same role who did not decide
+    /// it sees nothing.
+    async fn a_decider_keeps_seeing_what_they_decided_read_only(backend) {
+        use crate::subscriptions::{WITHIN, next_event, subscribe};
+        let app = spawn_app(backend).await;
+        let request = submit(&app, Persona::Alice, refund("5000.00")).await;
+        let bob = app.token_for(Persona::Bob);
+        crate::lifecycle_helpers::approve_with(&app, &bob, &request["id"]).await.expect_ok();
+        let revoke = "mutation($input: RevokePermissionInput!) { revokePermission(input: $input) { role } }";
+        app.graphql_as(Persona::Grace, revoke, json!({ "input": { "role": "finance", "action": "REQUEST_VIEW", "policy": "refund" } }))
+            .await
+            .expect_ok();
+
+        let one = "query($id: ID!) { request(id: $id) { id status currentStage viewerCanApprove } }";
+        let seen = app.graphql(Some(&bob), one, json!({ "id": request["id"] })).await;
+        let seen = &seen.expect_ok()["request"];
+        assert_eq!(seen["id"], request["id"]);
+        assert_eq!(seen["currentStage"], 2);
+        assert_eq!(seen["viewerCanApprove"], false, "sight as a decider is read-only");
+        let list = "{ requests(first: 50) { edges { node { id } } } }";
+        let listed = app.graphql(Some(&bob), list, json!({})).await;
+        let listed = listed.expect_ok()["requests"]["edges"].to_string();
+        assert!(listed.contains(request["id"].as_str().unwrap()), "the list agrees: {listed}");
+        let again = crate::lifecycle_helpers::approve_with(&app, &bob, &request["id"]).await;
+        assert_eq!(again.error_code(), Some("FORBIDDEN"), "{}", again.body);
+
+        let erin = crate::lifecycle_helpers::token_as(&app, "erin", &["finance"]);
+        let hidden = app.graphql(Some(&erin), one, json!({ "id": request["id"] })).await;
+        assert!(hidden.expect_ok()["request"].is_null(), "{}", hidden.body);
+        let not_listed = app.graphql(Some(&erin), list, json!({})).await;
+        assert_eq!(not_listed.expect_ok()["requests"]["edges"], json!([]));
+        let refused = crate::lifecycle_helpers::approve_with(&app, &erin, &request["id"]).await;
+        assert_eq!(refused.error_code(), Some("NOT_FOUND"));
+
+        // Live: the lead's sign-off reaches bob's open page, not erin's.
+        let mut bobs = subscribe(&app, &bob, None, json!({ "requestId": request["id"] })).await;
+        let mut erins = subscribe(&app, &erin, None, json!(null)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let carol = app.token_for(Persona::Carol);
+        crate::lifecycle_helpers::approve_with(&app, &carol, &request["id"]).await.expect_ok();
+        let event = next_event(&mut bobs, WITHIN).await.expect("the approval, live");
+        assert_eq!(event["kind"], "APPROVED");
+        assert_eq!(event["request"]["id"], request["id"]);
+        let stranger = next_event(&mut erins, std::time::Duration::from_secs(1)).await;
+        assert!(stranger.is_none(), "erin is sent nothing: {stranger:?}");
+        let after = app.graphql(Some(&bob), one, json!({ "id": request["id"] })).await;
+        assert_eq!(after.expect_ok()["request"]["status"], "APPROVED", "and in every status");
+    }
+}

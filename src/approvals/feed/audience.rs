@@ -3,9 +3,9 @@
 //! event is for are woken.
 //!
 //! An audience sees an event whole when its roles' grants reach the request's policy;
-//! otherwise only its members who filed the request see it, found by subject. A member the
-//! feed never wakes costs nothing per event: when it next wakes it skips, on the feed's
-//! word, everything its audience had judged not for it.
+//! otherwise only its members who filed or decided the request see it, found by subject.
+//! A member the feed never wakes costs nothing per event: when it next wakes it skips, on
+//! the feed's word, everything its audience had judged not for it.
 //!
 //! The word is kept in two numbers. `Audience::judged`: every event up to it has been
 //! judged for every member that had joined when it was read into the ring (published
@@ -113,10 +113,15 @@ impl Audience {
         for event in events.iter().filter(|e| self.interest.wants(e)) {
             if grants.is_some_and(|grants| grants_see(grants, &event.request)) {
                 first_for_all.get_or_insert(event.sequence);
-            } else if let Some(requesters) =
-                members.by_subject.get(&event.request.requester_subject)
-            {
-                requesters.iter().for_each(|m| m.owe(event.sequence));
+            } else {
+                // Those who see it as themselves: its requester and its deciders.
+                let subjects =
+                    std::iter::once(&event.request.requester_subject).chain(&event.deciders);
+                for subject in subjects {
+                    if let Some(them) = members.by_subject.get(subject) {
+                        them.iter().for_each(|m| m.owe(event.sequence));
+                    }
+                }
             }
         }
         if let Some(first) = first_for_all {
@@ -294,6 +299,7 @@ mod tests {
             },
             actor: requester.to_owned(),
             occurred_at: now,
+            deciders: Vec::new(),
             resolved: Mutex::default(),
         })
     }

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{audit_event, request, role_permission};
+use entity::{audit_event, decision, request, role_permission};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{OnceCell, broadcast::error::RecvError, watch};
+use uuid::Uuid;
 
 pub mod audience;
 
@@ -104,6 +105,9 @@ pub struct FeedEvent {
     pub request: request::Model,
     pub actor: String,
     pub occurred_at: DateTime<Utc>,
+    /// Who had decided the request when the event was read: they keep seeing it
+    /// (`access::requests::can_see`).
+    pub deciders: Vec<String>,
     /// Payloads resolved for this event, by selection (`graphql::subscription`). They go
     /// when the event leaves the ring and its last subscriber: never reused for another.
     resolved: Mutex<HashMap<Arc<str>, Shared>>,
@@ -346,6 +350,7 @@ pub async fn read_after(
         .limit(limit)
         .all(db)
         .await?;
+    let deciders = deciders_of(db, rows.iter().map(|(event, _)| &event.subject_id)).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(event, row)| {
@@ -354,6 +359,7 @@ pub async fn read_after(
             Some(FeedEvent {
                 sequence: event.sequence,
                 kind,
+                deciders: deciders.get(&request.id).cloned().unwrap_or_default(),
                 request,
                 actor: event.actor_subject,
                 occurred_at: event.occurred_at,
@@ -361,6 +367,32 @@ pub async fn read_after(
             })
         })
         .collect())
+}
+
+/// The subjects who decided each of these requests, in one statement for a page.
+async fn deciders_of<'a>(
+    db: &DatabaseConnection,
+    ids: impl Iterator<Item = &'a String>,
+) -> Result<HashMap<Uuid, Vec<String>>, AppError> {
+    let mut ids: Vec<Uuid> = ids.filter_map(|id| Uuid::parse_str(id).ok()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut by_request: HashMap<Uuid, Vec<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_request);
+    }
+    let rows = decision::Entity::find()
+        .select_only()
+        .column(decision::Column::RequestId)
+        .column(decision::Column::ApproverSubject)
+        .filter(decision::Column::RequestId.is_in(ids))
+        .into_tuple::<(Uuid, String)>()
+        .all(db)
+        .await?;
+    for (request, subject) in rows {
+        by_request.entry(request).or_default().push(subject);
+    }
+    Ok(by_request)
 }
 
 async fn load_grants(db: &DatabaseConnection) -> Result<RoleGrants, AppError> {

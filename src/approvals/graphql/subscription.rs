@@ -239,7 +239,7 @@ fn deliverable(viewer: &Viewer, grants: &Grants, event: &FeedEvent, interest: &I
         roles: &viewer.roles,
         grants,
     };
-    interest.wants(event) && can_see(asker, &event.request)
+    interest.wants(event) && can_see(asker, &event.request, &event.deciders)
 }
 
 /// The subscriber's selection under `requestEvents`, written out with arguments and
