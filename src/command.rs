@@ -1,14 +1,17 @@
 //! The one command pipeline every state change runs through.
 //!
-//! In one write transaction ([`crate::write_transaction!`]): claim the idempotency key →
-//! the command's own `execute` (authorize → load → check → guarded write) → complete the
-//! key → append the audit event (it locks the chain head, so it comes last) → enqueue the
-//! outbox entry. A refusal (FORBIDDEN) is recorded afterwards, in its own transaction, as
-//! a `….denied` event. Nothing is published from inside the transaction.
+//! In one write transaction ([`crate::write_transaction!`]), under the authority lock
+//! ([`crate::db::AuthorityLock`]: shared, or exclusive for a command that changes
+//! authority): read the actor's grants and check what the command declares it requires
+//! ([`Command::requires`]) → claim the idempotency key → the command's own `execute`
+//! (load → check its own rule with those grants → guarded write) → complete the key →
+//! append the audit event (it locks the chain head, so it comes last) → enqueue the outbox
+//! entry. A refusal (FORBIDDEN) is recorded afterwards, in its own transaction, as a
+//! `….denied` event. Nothing is published from inside the transaction.
 //!
 //! A replay (the same key and input again within the retention) never re-runs `execute`;
-//! it runs the command's `replay`, which authorizes again, so a caller who has lost access
-//! since gets what any stranger would.
+//! it is checked against the same requirement and runs the command's `replay`, so a caller
+//! who has lost access since gets what any stranger would.
 
 use std::future::Future;
 
@@ -16,8 +19,10 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::{Action, Grants, grants_for, require};
 use crate::audit;
 pub use crate::audit::service::Attempt;
+use crate::db::AuthorityLock;
 use crate::error::AppError;
 use crate::events::outbox::{self, Outgoing};
 use crate::idempotency::{self, Claim, CommandKey};
@@ -52,6 +57,18 @@ pub struct Ran<T> {
     pub replayed: bool,
 }
 
+/// What a command needs before it may run, checked by [`run`] inside its transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// The grant of `action` on a policy (or on every policy, for `None`).
+    Grant(Action, Option<String>),
+    /// The command's own rule on what it loads (a request's policy, its requester), judged
+    /// with the grants the pipeline hands it: deciding and cancelling.
+    OwnRule,
+    /// Nothing: work the system does (expiry).
+    Nothing,
+}
+
 /// One kind of command: what it is called, what it hashes, and its own steps.
 pub trait Command: Sync {
     type Output: Send;
@@ -65,18 +82,31 @@ pub trait Command: Sync {
     /// What a refusal is recorded against.
     fn attempt(&self) -> Attempt;
 
-    /// Authorize, load, check and write, inside the pipeline's transaction.
+    /// What the actor needs; the pipeline checks it for `execute` and `replay` alike.
+    fn requires(&self) -> Requirement;
+
+    /// Whether the command changes who may do what (grants, a user's standing): it then
+    /// runs alone, with the authority lock exclusive.
+    fn changes_authority(&self) -> bool {
+        false
+    }
+
+    /// Load, check and write, inside the pipeline's transaction. `grants` are the actor's,
+    /// read in it under the authority lock, and already meet [`Command::requires`].
     fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
     ) -> impl Future<Output = Result<Effect<Self::Output>, AppError>> + Send;
 
-    /// The answer to a replay of `stored` (what `execute` stored), authorized again.
+    /// The answer to a replay of `stored` (what `execute` stored), with `grants` read as
+    /// for `execute`.
     fn replay(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
         stored: &Value,
     ) -> impl Future<Output = Result<Self::Output, AppError>> + Send;
 }
@@ -93,19 +123,34 @@ pub async fn run<C: Command>(
         command.operation(),
         &command.fingerprint(),
     )?;
-    let result = crate::write_transaction!(db, |txn| {
+    let lock = if command.changes_authority() {
+        AuthorityLock::Exclusive
+    } else {
+        AuthorityLock::Shared
+    };
+    let requirement = command.requires();
+    let result = crate::write_transaction!(db, lock, |txn| {
+        let grants = match &requirement {
+            Requirement::Nothing => Grants::default(),
+            Requirement::OwnRule => grants_for(txn, &ctx.actor).await?,
+            Requirement::Grant(action, policy) => {
+                let grants = grants_for(txn, &ctx.actor).await?;
+                require(&grants, *action, policy.as_deref())?;
+                grants
+            }
+        };
         if let Some(key) = &key {
             if let Claim::Replay(stored) =
                 idempotency::claim(txn, key, ctx.now(), ctx.key_retention.0).await?
             {
-                let output = command.replay(txn, ctx, &stored).await?;
+                let output = command.replay(txn, ctx, &grants, &stored).await?;
                 return Ok(Ran {
                     output,
                     replayed: true,
                 });
             }
         }
-        let effect = command.execute(txn, ctx).await?;
+        let effect = command.execute(txn, ctx, &grants).await?;
         if let Some(key) = &key {
             idempotency::complete(txn, key, effect.response).await?;
         }

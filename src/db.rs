@@ -109,6 +109,34 @@ impl std::ops::Deref for WriteTransaction {
 /// then fail to upgrade ("database is locked"). On PostgreSQL a bounded lock wait turns a
 /// stuck row lock into a retryable error instead of a hung request.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
+    begin_write_with(db, AuthorityLock::None).await
+}
+
+/// How a write transaction stands towards changes of authority (who may do what).
+///
+/// On PostgreSQL every command takes one transaction-scoped advisory lock before it reads
+/// the grants it acts on: shared by the commands that use authority, exclusive by the ones
+/// that change it (`grantPermission`, `revokePermission`, a user's standing). So a command
+/// either commits before a change of grants begins or reads the grants it left, and two
+/// changes never both act on authority the other removes. An advisory lock writes no row
+/// (row locks on the grants read would dirty them on every approval) and is taken in the
+/// same round trip as the transaction's settings. SQLite needs none: its writers run one
+/// at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorityLock {
+    None,
+    Shared,
+    Exclusive,
+}
+
+/// The advisory lock's key: "authorit" in ASCII, so it is recognisable in `pg_locks`.
+pub const AUTHORITY_LOCK_KEY: i64 = 0x6175_7468_6f72_6974;
+
+/// [`begin_write`] with the authority lock `lock` taken first (see [`AuthorityLock`]).
+pub async fn begin_write_with(
+    db: &DatabaseConnection,
+    lock: AuthorityLock,
+) -> Result<WriteTransaction, DbErr> {
     match db.get_database_backend() {
         DbBackend::Sqlite => {
             let turn = SQLITE_WRITER
@@ -128,8 +156,17 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
         }
         _ => {
             let txn = db.begin().await?;
-            txn.execute_unprepared("SET LOCAL lock_timeout = '10s'")
-                .await?;
+            let settings = "SET LOCAL lock_timeout = '10s'";
+            let statement = match lock {
+                AuthorityLock::None => settings.to_owned(),
+                AuthorityLock::Shared => {
+                    format!("{settings}; SELECT pg_advisory_xact_lock_shared({AUTHORITY_LOCK_KEY})")
+                }
+                AuthorityLock::Exclusive => {
+                    format!("{settings}; SELECT pg_advisory_xact_lock({AUTHORITY_LOCK_KEY})")
+                }
+            };
+            txn.execute_unprepared(&statement).await?;
             Ok(WriteTransaction { txn, _turn: None })
         }
     }
@@ -169,7 +206,8 @@ pub async fn settle<T>(
     }
 }
 
-/// Runs the body in one write transaction (see [`begin_write`]) bound to `$txn`, commits
+/// Runs the body in one write transaction (see [`begin_write`]; with a lock argument,
+/// [`begin_write_with`]) bound to `$txn`, commits
 /// it on `Ok` and rolls it back on `Err`; re-runs it after a lost idempotency-key race.
 ///
 /// Inside the body, use the transaction for every statement — never the pool: on SQLite a
@@ -179,10 +217,13 @@ pub async fn settle<T>(
 /// across awaits, which async closures cannot yet express for `Send` futures.
 #[macro_export]
 macro_rules! write_transaction {
-    ($db:expr, |$txn:ident| $body:block) => {{
+    ($db:expr, |$txn:ident| $body:block) => {
+        $crate::write_transaction!($db, $crate::db::AuthorityLock::None, |$txn| $body)
+    };
+    ($db:expr, $lock:expr, |$txn:ident| $body:block) => {{
         let mut attempt = 0u32;
         loop {
-            let owned = $crate::db::begin_write($db).await?;
+            let owned = $crate::db::begin_write_with($db, $lock).await?;
             let result: ::std::result::Result<_, $crate::error::AppError> = {
                 let $txn: &::sea_orm::DatabaseTransaction = &owned;
                 async { $body }.await

@@ -1,4 +1,4 @@
-//! Reading grants from the database, and the `authorize` check everything calls.
+//! Reading grants from the database, and the `require` check everything calls.
 
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ impl OperationGrants {
 }
 
 /// The viewer's grants for the operation `ctx` belongs to (see [`OperationGrants`]). For
-/// reads; a command checks inside its transaction with [`authorize`].
+/// reads; a command's grants come from the pipeline, read inside its transaction.
 pub async fn operation_grants(ctx: &Context<'_>, viewer: &Viewer) -> Result<Arc<Grants>, AppError> {
     match ctx.data_opt::<Arc<OperationGrants>>() {
         Some(slot) => slot.get(db(ctx), viewer).await,
@@ -55,7 +55,7 @@ pub async fn operation_grants(ctx: &Context<'_>, viewer: &Viewer) -> Result<Arc<
     }
 }
 
-/// [`authorize`] for a read, against the operation's grants.
+/// [`require`] for a read, against the operation's grants.
 pub async fn authorize_read(
     ctx: &Context<'_>,
     viewer: &Viewer,
@@ -63,7 +63,7 @@ pub async fn authorize_read(
     policy: Option<&str>,
 ) -> Result<Arc<Grants>, AppError> {
     let grants = operation_grants(ctx, viewer).await?;
-    allowed(&grants, action, policy)?;
+    require(&grants, action, policy)?;
     Ok(grants)
 }
 
@@ -104,19 +104,10 @@ pub async fn grants_for<C: ConnectionTrait>(db: &C, viewer: &Viewer) -> Result<G
     ))
 }
 
-/// FORBIDDEN unless the viewer may do `action` on `policy` (or on everything, for `None`).
-pub async fn authorize<C: ConnectionTrait>(
-    db: &C,
-    viewer: &Viewer,
-    action: Action,
-    policy: Option<&str>,
-) -> Result<Grants, AppError> {
-    let grants = grants_for(db, viewer).await?;
-    allowed(&grants, action, policy)?;
-    Ok(grants)
-}
-
-fn allowed(grants: &Grants, action: Action, policy: Option<&str>) -> Result<(), AppError> {
+/// FORBIDDEN unless `grants` allow `action` on `policy` (or on everything, for `None`).
+/// Commands get their grants from the pipeline (`command::run`), read inside their
+/// transaction; reads use [`authorize_read`].
+pub fn require(grants: &Grants, action: Action, policy: Option<&str>) -> Result<(), AppError> {
     if grants.allows(action, policy) {
         Ok(())
     } else {

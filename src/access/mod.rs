@@ -3,9 +3,9 @@
 //! subscription and jobs call these.
 //!
 //! - [`model`]: grants as data — what a set of role grants allows (pure).
-//! - [`grants`]: reading a viewer's grants and the `authorize` check. Reads use the
-//!   grants read with the user's standing when the operation was admitted; commands read
-//!   them again inside their transaction. Nothing outlives an operation, so a revoked
+//! - [`grants`]: reading a viewer's grants and the `require` check. Reads use the
+//!   grants read with the user's standing when the operation was admitted; commands get
+//!   them from the pipeline, read again inside their transaction under the authority lock. Nothing outlives an operation, so a revoked
 //!   permission is gone on the very next request on every replica. The one exception is
 //!   the request feed (`approvals::feed`), which judges live events against a snapshot of
 //!   every role's grants that the bus's `GrantsChanged` (and a one-second tick) renews.
@@ -19,7 +19,7 @@ pub mod model;
 pub mod requests;
 
 pub use grants::{
-    OperationGrants, authorize, authorize_oversight, authorize_read, grant_of, grants_for,
-    operation_grants,
+    OperationGrants, authorize_oversight, authorize_read, grant_of, grants_for, operation_grants,
+    require,
 };
 pub use model::{Action, Grant, Grants, Scope};

@@ -2,15 +2,15 @@
 
 use entity::{policy, role_permission};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::access::grants::role_grants;
-use crate::access::{Action, authorize};
-use crate::command::{Attempt, Command, Effect};
+use crate::access::{Action, Grants};
+use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -103,12 +103,20 @@ impl Command for ChangeGrant {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::AccessManage, None)
+    }
+
+    fn changes_authority(&self) -> bool {
+        true
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         let (role, action, policy) = (self.role.as_str(), self.action, self.policy.as_deref());
         if let Some(policy) = policy {
             let exists = policy::Entity::find()
@@ -158,9 +166,9 @@ impl Command for ChangeGrant {
                 )));
             }
             (GrantChange::Revoke, Some(grant)) => {
-                if action == Action::AccessManage && policy.is_none() {
-                    one_access_revocation_at_a_time(txn).await?;
-                }
+                // The "somebody can still manage access" count below cannot be raced:
+                // the pipeline runs a change of authority alone (the exclusive authority
+                // lock on PostgreSQL, one writer at a time on SQLite).
                 role_permission::Entity::delete_by_id(grant.id)
                     .exec(txn)
                     .await?;
@@ -200,10 +208,10 @@ impl Command for ChangeGrant {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         _stored: &Value,
     ) -> Result<Self::Output, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         role_grants(txn, &self.role).await
     }
 }
@@ -216,21 +224,3 @@ fn grants_snapshot(grants: &[role_permission::Model]) -> Value {
             .collect::<Vec<_>>()
     )
 }
-
-/// Serializes revocations of `access.manage` so the "somebody can still manage access"
-/// count below cannot be raced: on PostgreSQL two transactions each removing a different
-/// role's grant would otherwise both count the other's row and both commit. A transaction
-/// advisory lock is released at commit or rollback. SQLite runs one writer at a time, and
-/// the count follows this transaction's own delete, so it needs nothing more.
-async fn one_access_revocation_at_a_time(txn: &DatabaseTransaction) -> Result<(), AppError> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared(&format!(
-            "SELECT pg_advisory_xact_lock({ACCESS_REVOCATION_LOCK})"
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
-/// The advisory lock key for `access.manage` revocations (any constant, used only here).
-const ACCESS_REVOCATION_LOCK: i64 = 0x436f_756e_7465_7201;

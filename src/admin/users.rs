@@ -5,8 +5,8 @@ use entity::user;
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set};
 use serde_json::{Value, json};
 
-use crate::access::{Action, authorize};
-use crate::command::{Attempt, Command, Effect};
+use crate::access::{Action, Grants};
+use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -108,12 +108,20 @@ impl Command for ChangeUser {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::AccessManage, None)
+    }
+
+    fn changes_authority(&self) -> bool {
+        true
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         let before = user::Entity::find_by_id(self.subject.clone())
             .one(txn)
             .await?;
@@ -166,10 +174,10 @@ impl Command for ChangeUser {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         _stored: &Value,
     ) -> Result<Self::Output, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         user::Entity::find_by_id(self.subject.clone())
             .one(txn)
             .await?

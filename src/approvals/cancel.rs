@@ -10,8 +10,8 @@ use super::model::{cancellation, check_actionable, validate_comment};
 use super::store::{
     guarded_update, load_visible, parse_request_id, parse_status, replay_request, transition_effect,
 };
-use crate::access::Action;
-use crate::command::{Attempt, Command, Effect};
+use crate::access::{Action, Grants};
+use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -48,12 +48,17 @@ impl Command for Cancel {
         Attempt::on_request("request.cancel", self.id)
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::OwnRule
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
     ) -> Result<Effect<request::Model>, AppError> {
-        let (current, grants) = load_visible(txn, ctx, self.id).await?;
+        let current = load_visible(txn, ctx, grants, self.id).await?;
         let is_requester = current.requester_subject == ctx.actor.subject;
         if !is_requester && !grants.allows(Action::PolicyManage, Some(&current.policy_key)) {
             return Err(AppError::Forbidden(
@@ -88,8 +93,9 @@ impl Command for Cancel {
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
         stored: &Value,
     ) -> Result<request::Model, AppError> {
-        replay_request(txn, ctx, stored).await
+        replay_request(txn, ctx, grants, stored).await
     }
 }

@@ -14,8 +14,9 @@ use super::policies::{load_policy_version, stage_rule};
 use super::store::{
     guarded_update, load_visible, parse_request_id, parse_status, replay_request, transition_effect,
 };
+use crate::access::Grants;
 use crate::access::requests::{Asker, PolicyFacts, check_decider};
-use crate::command::{Attempt, Command, Effect};
+use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -72,12 +73,17 @@ impl Command for Decide {
         Attempt::on_request(action, self.id)
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::OwnRule
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
     ) -> Result<Effect<request::Model>, AppError> {
-        let (current, grants) = load_visible(txn, ctx, self.id).await?;
+        let current = load_visible(txn, ctx, grants, self.id).await?;
         let policy = load_policy_version(txn, current.policy_id).await?;
         let now = ctx.now();
         check_actionable(
@@ -98,7 +104,7 @@ impl Command for Decide {
         let asker = Asker {
             subject: &ctx.actor.subject,
             roles: &ctx.actor.roles,
-            grants: &grants,
+            grants,
         };
         let facts = PolicyFacts {
             stages: &policy.stages,
@@ -170,8 +176,9 @@ impl Command for Decide {
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        grants: &Grants,
         stored: &Value,
     ) -> Result<request::Model, AppError> {
-        replay_request(txn, ctx, stored).await
+        replay_request(txn, ctx, grants, stored).await
     }
 }

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::model::expiry;
 use super::store::{guarded_update, parse_status, transition_effect};
-use crate::command::{self, Attempt, Command, Effect};
+use crate::access::Grants;
+use crate::command::{self, Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::{Clock, CommandContext};
 
@@ -33,10 +34,15 @@ impl Command for Expire {
         Attempt::on_request("request.expire", self.0)
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Nothing
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
         let nothing = || Effect {
             output: None,
@@ -74,6 +80,7 @@ impl Command for Expire {
         &self,
         _txn: &DatabaseTransaction,
         _ctx: &CommandContext,
+        _grants: &Grants,
         _stored: &Value,
     ) -> Result<Self::Output, AppError> {
         // The system sends no idempotency key, so nothing is ever replayed.

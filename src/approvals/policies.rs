@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::model::{StageRule, Thresholds, validate_description};
 use crate::access::requests::stage_roles;
-use crate::access::{Action, Grants, authorize};
-use crate::command::{Attempt, Command, Effect, stored_id};
+use crate::access::{Action, Grants};
+use crate::command::{Attempt, Command, Effect, Requirement, stored_id};
 use crate::error::AppError;
 use crate::kernel::{CommandContext, Viewer};
 
@@ -191,12 +191,16 @@ impl Command for UpsertPolicy {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::PolicyManage, Some(self.input.key.clone()))
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<PolicyVersion>, AppError> {
-        authorize(txn, &ctx.actor, Action::PolicyManage, Some(&self.input.key)).await?;
         let previous = current_policy(txn, &self.input.key).await?;
         let current = previous.as_ref().map_or(0, |p| p.policy.version);
         if let Some(expected) = self.input.expected_version
@@ -275,10 +279,10 @@ impl Command for UpsertPolicy {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         stored: &Value,
     ) -> Result<PolicyVersion, AppError> {
-        authorize(txn, &ctx.actor, Action::PolicyManage, Some(&self.input.key)).await?;
         load_policy_version(txn, stored_id(stored, "policyId")?).await
     }
 }

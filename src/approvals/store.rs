@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::model::{Status, Transition};
+use crate::access::Grants;
 use crate::access::requests::{Asker, visible};
-use crate::access::{Grants, grants_for};
 use crate::command::{Effect, stored_id};
 use crate::error::AppError;
 use crate::events::outbox::Outgoing;
@@ -31,25 +31,24 @@ pub fn parse_status(value: &str) -> Result<Status, AppError> {
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown stored status {value:?}")))
 }
 
-/// The request `id` with the actor's grants, read in the command's transaction; NOT_FOUND
-/// when it does not exist or the actor may not see it.
+/// The request `id`, read in the command's transaction as the actor (with `grants`, the
+/// pipeline's) may see it; NOT_FOUND when it does not exist or they may not see it.
 pub async fn load_visible(
     txn: &DatabaseTransaction,
     ctx: &CommandContext,
+    grants: &Grants,
     id: Uuid,
-) -> Result<(request::Model, Grants), AppError> {
-    let grants = grants_for(txn, &ctx.actor).await?;
+) -> Result<request::Model, AppError> {
     let asker = Asker {
         subject: &ctx.actor.subject,
         roles: &ctx.actor.roles,
-        grants: &grants,
+        grants,
     };
-    let row = request::Entity::find_by_id(id)
+    request::Entity::find_by_id(id)
         .filter(visible(asker))
         .one(txn)
         .await?
-        .ok_or_else(not_found)?;
-    Ok((row, grants))
+        .ok_or_else(not_found)
 }
 
 /// A replayed request command answers with the request as it is now — if the caller may
@@ -57,10 +56,11 @@ pub async fn load_visible(
 pub async fn replay_request(
     txn: &DatabaseTransaction,
     ctx: &CommandContext,
+    grants: &Grants,
     stored: &Value,
 ) -> Result<request::Model, AppError> {
     let id = stored_id(stored, "requestId")?;
-    Ok(load_visible(txn, ctx, id).await?.0)
+    load_visible(txn, ctx, grants, id).await
 }
 
 /// `UPDATE … WHERE id = ? AND version = ?`: the write that makes a transition happen at

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::endpoints::wants;
-use crate::access::{Action, authorize};
-use crate::command::{Attempt, Command, Effect};
+use crate::access::{Action, Grants};
+use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -254,12 +254,16 @@ impl Command for ReplayDelivery {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::AccessManage, None)
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         let current = load(txn, self.0).await?;
         if current.state == PENDING {
             return Err(AppError::InvalidTransition(
@@ -323,10 +327,10 @@ impl Command for ReplayDelivery {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         _stored: &Value,
     ) -> Result<Self::Output, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         load(txn, self.0).await
     }
 }

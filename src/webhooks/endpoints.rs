@@ -11,9 +11,9 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::access::{Action, authorize};
+use crate::access::{Action, Grants};
 use crate::approvals::feed::RequestEventKind;
-use crate::command::{Attempt, Command, Effect, stored_id};
+use crate::command::{Attempt, Command, Effect, Requirement, stored_id};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
 
@@ -111,12 +111,16 @@ impl Command for CreateWebhook {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::AccessManage, None)
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         let now = ctx.now();
         let row = webhook_endpoint::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -148,10 +152,10 @@ impl Command for CreateWebhook {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         stored: &Value,
     ) -> Result<Self::Output, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         load(txn, stored_id(stored, "webhookId")?).await
     }
 }
@@ -231,12 +235,16 @@ impl Command for UpdateWebhook {
         }
     }
 
+    fn requires(&self) -> Requirement {
+        Requirement::Grant(Action::AccessManage, None)
+    }
+
     async fn execute(
         &self,
         txn: &DatabaseTransaction,
         ctx: &CommandContext,
+        _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         let current = load(txn, self.id).await?;
         let was_enabled = current.disabled_at.is_none();
         let before = snapshot(&current);
@@ -276,10 +284,10 @@ impl Command for UpdateWebhook {
     async fn replay(
         &self,
         txn: &DatabaseTransaction,
-        ctx: &CommandContext,
+        _ctx: &CommandContext,
+        _grants: &Grants,
         _stored: &Value,
     ) -> Result<Self::Output, AppError> {
-        authorize(txn, &ctx.actor, Action::AccessManage, None).await?;
         load(txn, self.id).await
     }
 }

@@ -9,6 +9,7 @@ mod harness;
 mod helpers;
 
 mod audit;
+mod authority;
 mod lifecycle_helpers;
 
 mod access;
