@@ -7,13 +7,16 @@
 //! (load → check its own rule with those grants → guarded write) → complete the key →
 //! append the audit event (it locks the chain head, so it comes last) → enqueue the outbox
 //! entry. A refusal (FORBIDDEN) is recorded afterwards, in its own transaction, as a
-//! `….denied` event. Nothing is published from inside the transaction.
+//! `….denied` event. Nothing is published from inside the transaction: after COMMIT the
+//! pipeline tells the bus (the audit log grew; and what the command announces, such as
+//! `GrantsChanged`), so no resolver or job talks to the bus about a command.
 //!
 //! A replay (the same key and input again within the retention) never re-runs `execute`;
 //! it is checked against the same requirement and runs the command's `replay`, so a caller
 //! who has lost access since gets what any stranger would.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use serde_json::Value;
@@ -24,8 +27,10 @@ use crate::audit;
 pub use crate::audit::service::Attempt;
 use crate::db::AuthorityLock;
 use crate::error::AppError;
+use crate::events::bus::{BusEvent, EventBus};
 use crate::events::outbox::{self, Outgoing};
 use crate::idempotency::{self, Claim, CommandKey};
+use crate::kernel::resolver::db;
 use crate::kernel::{CommandContext, NewEvent};
 
 /// What a command's `execute` did.
@@ -36,17 +41,38 @@ pub struct Effect<T> {
     /// `None` when nothing changed (nothing to audit, nothing to announce).
     pub event: Option<NewEvent>,
     pub outgoing: Option<Outgoing>,
+    /// What the bus says after commit besides "the audit log grew" (which [`run`] says for
+    /// every audited change): who must re-check what.
+    pub announce: Option<BusEvent>,
 }
 
 impl<T> Effect<T> {
-    /// A change that is audited but announces nothing outside (no outbox entry).
+    /// A change that is audited but sends nothing outside (no outbox entry).
     pub fn audited(output: T, response: Value, event: NewEvent) -> Self {
         Self {
             output,
             response,
             event: Some(event),
             outgoing: None,
+            announce: None,
         }
+    }
+
+    /// Nothing changed: nothing to audit, send or announce.
+    pub fn unchanged(output: T, response: Value) -> Self {
+        Self {
+            output,
+            response,
+            event: None,
+            outgoing: None,
+            announce: None,
+        }
+    }
+
+    /// Announce `event` on the bus after commit too.
+    pub fn announcing(mut self, event: BusEvent) -> Self {
+        self.announce = Some(event);
+        self
     }
 }
 
@@ -111,9 +137,21 @@ pub trait Command: Sync {
     ) -> impl Future<Output = Result<Self::Output, AppError>> + Send;
 }
 
-/// Runs `command` under `ctx` through the pipeline.
+/// [`run`] from a resolver, with the database and the bus of the GraphQL context.
+pub async fn run_for<C: Command>(
+    gql: &async_graphql::Context<'_>,
+    ctx: &CommandContext,
+    command: &C,
+) -> Result<Ran<C::Output>, AppError> {
+    let bus = gql.data_opt::<Arc<EventBus>>().map(Arc::as_ref);
+    run(db(gql), bus, ctx, command).await
+}
+
+/// Runs `command` under `ctx` through the pipeline, and after COMMIT (never on rollback,
+/// never for a replay) tells `bus` that the audit log grew and what the command announces.
 pub async fn run<C: Command>(
     db: &DatabaseConnection,
+    bus: Option<&EventBus>,
     ctx: &CommandContext,
     command: &C,
 ) -> Result<Ran<C::Output>, AppError> {
@@ -144,31 +182,49 @@ pub async fn run<C: Command>(
                 idempotency::claim(txn, key, ctx.now(), ctx.key_retention.0).await?
             {
                 let output = command.replay(txn, ctx, &grants, &stored).await?;
-                return Ok(Ran {
+                let ran = Ran {
                     output,
                     replayed: true,
-                });
+                };
+                return Ok((ran, false, None));
             }
         }
         let effect = command.execute(txn, ctx, &grants).await?;
         if let Some(key) = &key {
             idempotency::complete(txn, key, effect.response).await?;
         }
+        let appended = effect.event.is_some();
         if let Some(event) = effect.event {
             let sequence = audit::service::append(txn, event).await?;
             if let Some(out) = effect.outgoing {
                 outbox::enqueue(txn, &out, sequence, ctx.now()).await?;
             }
         }
-        Ok(Ran {
+        let ran = Ran {
             output: effect.output,
             replayed: false,
-        })
+        };
+        Ok((ran, appended, effect.announce))
     });
-    if let Err(AppError::Forbidden(why) | AppError::Concealed { reason: why, .. }) = &result {
-        audit::service::record_denied(db, ctx, &command.attempt(), why).await;
+    match result {
+        Ok((ran, appended, announce)) => {
+            if let Some(bus) = bus {
+                if appended {
+                    bus.audit_appended();
+                }
+                if let Some(event) = announce {
+                    bus.publish(event).await;
+                }
+            }
+            Ok(ran)
+        }
+        Err(err) => {
+            if let AppError::Forbidden(why) | AppError::Concealed { reason: why, .. } = &err {
+                audit::service::record_denied(db, ctx, &command.attempt(), why).await;
+            }
+            Err(err)
+        }
     }
-    result
 }
 
 /// The id a command stored for its replay under `field`.

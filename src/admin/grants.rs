@@ -12,6 +12,7 @@ use crate::access::grants::role_grants;
 use crate::access::{Action, Grants};
 use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
+use crate::events::bus::BusEvent;
 use crate::kernel::CommandContext;
 
 /// Grant or revoke.
@@ -139,12 +140,7 @@ impl Command for ChangeGrant {
         match (self.change, existing) {
             (GrantChange::Grant, Some(_)) => {
                 // Already granted: nothing changes, so nothing is audited.
-                return Ok(Effect {
-                    output: before,
-                    response: json!({ "role": role }),
-                    event: None,
-                    outgoing: None,
-                });
+                return Ok(Effect::unchanged(before, json!({ "role": role })));
             }
             (GrantChange::Grant, None) => {
                 role_permission::ActiveModel {
@@ -202,7 +198,9 @@ impl Command for ChangeGrant {
             .event(action_name, "role", role, summary)
             .before(Some(grants_snapshot(&before)))
             .after(grants_snapshot(&after));
-        Ok(Effect::audited(after, json!({ "role": role }), event))
+        // Committed, what judges events in memory (the request feed) reads grants again.
+        Ok(Effect::audited(after, json!({ "role": role }), event)
+            .announcing(BusEvent::GrantsChanged))
     }
 
     async fn replay(

@@ -1,8 +1,6 @@
 //! `rolePermissions`, `users`, `grantPermission`, `revokePermission`, `disableUser`,
 //! `enableUser`, `revokeSessions`: access administration, for admins.
 
-use std::sync::Arc;
-
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use entity::{role_permission, user};
 
@@ -13,7 +11,6 @@ use crate::access::grants::role_grants;
 use crate::access::{Action, authorize_read};
 use crate::command;
 use crate::error::{self, AppError};
-use crate::events::bus::{BusEvent, EventBus};
 use crate::kernel::Timestamp;
 use crate::kernel::resolver::{command_context, db, page_cost, require_viewer};
 
@@ -238,11 +235,7 @@ async fn change_grant(
 ) -> error::Result<(String, Vec<RolePermission>)> {
     let context = command_context(ctx, key)?;
     let command = ChangeGrant::new(change, role, action, policy)?;
-    let ran = command::run(db(ctx), &context, &command).await?;
-    // Committed: what judges events in memory (the request feed) reads grants again.
-    if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
-        bus.publish(BusEvent::GrantsChanged).await;
-    }
+    let ran = command::run_for(ctx, &context, &command).await?;
     Ok((command.role().to_owned(), convert(ran.output)?))
 }
 
@@ -255,14 +248,7 @@ async fn change_user(
 ) -> error::Result<UserAccount> {
     let context = command_context(ctx, key)?;
     let command = ChangeUser::new(&context, change, subject, reason)?;
-    let ran = command::run(db(ctx), &context, &command).await?;
-    // Committed: now tell open connections (here and on other replicas) to re-check.
-    if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
-        bus.publish(BusEvent::UserAccessChanged {
-            subject: ran.output.subject.clone(),
-        })
-        .await;
-    }
+    let ran = command::run_for(ctx, &context, &command).await?;
     Ok(ran.output.into())
 }
 

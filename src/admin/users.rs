@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::access::{Action, Grants};
 use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
+use crate::events::bus::BusEvent;
 use crate::kernel::CommandContext;
 
 /// What an admin does to a user.
@@ -164,11 +165,11 @@ impl Command for ChangeUser {
             .before(before.as_ref().map(user_snapshot))
             .after(user_snapshot(&after))
             .reason(Some(self.reason.clone()));
-        Ok(Effect::audited(
-            after,
-            json!({ "subject": self.subject }),
-            event,
-        ))
+        // Committed, open connections (here and on other replicas) re-check this user.
+        let changed = BusEvent::UserAccessChanged {
+            subject: self.subject.clone(),
+        };
+        Ok(Effect::audited(after, json!({ "subject": self.subject }), event).announcing(changed))
     }
 
     async fn replay(

@@ -15,6 +15,7 @@ use super::store::{guarded_update, parse_status, transition_effect};
 use crate::access::Grants;
 use crate::command::{self, Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
+use crate::events::bus::EventBus;
 use crate::kernel::{Clock, CommandContext};
 
 struct Expire(Uuid);
@@ -44,12 +45,7 @@ impl Command for Expire {
         ctx: &CommandContext,
         _grants: &Grants,
     ) -> Result<Effect<Self::Output>, AppError> {
-        let nothing = || Effect {
-            output: None,
-            response: Value::Null,
-            event: None,
-            outgoing: None,
-        };
+        let nothing = || Effect::unchanged(None, Value::Null);
         let Some(current) = request::Entity::find_by_id(self.0).one(txn).await? else {
             return Ok(nothing());
         };
@@ -73,6 +69,7 @@ impl Command for Expire {
             response: effect.response,
             event: effect.event,
             outgoing: effect.outgoing,
+            announce: None,
         })
     }
 
@@ -92,10 +89,12 @@ impl Command for Expire {
 /// meanwhile, or another replica expired it first.
 pub async fn expire(
     db: &DatabaseConnection,
+    bus: &EventBus,
     clock: &Clock,
     id: Uuid,
 ) -> Result<Option<request::Model>, AppError> {
-    match command::run(db, &CommandContext::system(clock.clone()), &Expire(id)).await {
+    let system = CommandContext::system(clock.clone());
+    match command::run(db, Some(bus), &system, &Expire(id)).await {
         Ok(ran) => Ok(ran.output),
         Err(AppError::Conflict(_)) => Ok(None),
         Err(err) => Err(err),

@@ -123,6 +123,7 @@ pub fn transition_effect(
         output: after,
         event: Some(event),
         outgoing: Some(outgoing),
+        announce: None,
     }
 }
 

@@ -220,7 +220,7 @@ async fn sweep_expired(
     let due = due_for_expiry(&db, clock.now(), EXPIRY_BATCH).await?;
     let mut expired = 0;
     for id in due {
-        match expire(&db, &clock, id).await {
+        match expire(&db, &bus, &clock, id).await {
             Ok(Some(_)) => expired += 1,
             Ok(None) => {}
             Err(err) => err.log_if_internal(),
@@ -228,7 +228,6 @@ async fn sweep_expired(
     }
     if expired > 0 {
         tracing::info!(expired, "expired pending requests");
-        bus.audit_appended();
     }
     Ok(())
 }

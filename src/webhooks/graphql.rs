@@ -2,8 +2,6 @@
 //! `replayWebhookDelivery`. Changes are for admins (`access.manage`) and audited; admins
 //! and auditors may look.
 
-use std::sync::Arc;
-
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use entity::{webhook_delivery, webhook_endpoint};
 use uuid::Uuid;
@@ -15,7 +13,6 @@ use crate::access::{Action, authorize_oversight, operation_grants};
 use crate::approvals::feed::RequestEventKind;
 use crate::command;
 use crate::error::{self, AppError};
-use crate::events::bus::EventBus;
 use crate::kernel::Timestamp;
 use crate::kernel::resolver::{command_context, db, page_cost, require_viewer};
 
@@ -296,7 +293,7 @@ async fn update(
     key: Option<String>,
 ) -> error::Result<Webhook> {
     let context = command_context(ctx, key)?;
-    Ok(command::run(db(ctx), &context, &command)
+    Ok(command::run_for(ctx, &context, &command)
         .await?
         .output
         .into())
@@ -317,7 +314,7 @@ impl WebhooksMutation {
             events: input.events,
             secret: input.secret,
         };
-        let ran = command::run(db(ctx), &context, &command).await?;
+        let ran = command::run_for(ctx, &context, &command).await?;
         Ok(CreateWebhookPayload {
             webhook: ran.output.into(),
         })
@@ -380,11 +377,8 @@ impl WebhooksMutation {
     ) -> error::Result<ReplayWebhookDeliveryPayload> {
         let id = parse_id("id", &input.id, "delivery")?;
         let context = command_context(ctx, input.idempotency_key)?;
-        let ran = command::run(db(ctx), &context, &ReplayDelivery(id)).await?;
-        // Wakes this replica's relay now rather than at its next poll.
-        if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
-            bus.audit_appended();
-        }
+        // The pipeline's "the audit log grew" wakes this replica's relay now.
+        let ran = command::run_for(ctx, &context, &ReplayDelivery(id)).await?;
         Ok(ReplayWebhookDeliveryPayload {
             delivery: ran.output.into(),
         })

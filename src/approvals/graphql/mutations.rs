@@ -1,8 +1,6 @@
 //! `submitRequest`, `approveRequest`, `rejectRequest`, `cancelRequest`, `upsertPolicy`.
 //! Each builds its command and runs it through the pipeline (`command::run`).
 
-use std::sync::Arc;
-
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use entity::request;
 use serde_json::Value;
@@ -15,8 +13,7 @@ use crate::approvals::policies::{self, UpsertPolicy};
 use crate::approvals::submit::{self, Submit};
 use crate::command::{self, Command, Ran};
 use crate::error;
-use crate::events::bus::EventBus;
-use crate::kernel::resolver::{command_context, db};
+use crate::kernel::resolver::command_context;
 
 #[derive(InputObject)]
 pub struct SubmitRequestInput {
@@ -111,8 +108,7 @@ pub struct UpsertPolicyPayload {
 #[derive(Default)]
 pub struct ApprovalsMutation;
 
-/// Runs a request command; a fresh (not replayed) outcome appended to the audit log after
-/// commit, so the subscribers are told.
+/// Runs a request command (the pipeline tells the subscribers after commit).
 async fn run_request_command<C>(
     ctx: &Context<'_>,
     key: Option<String>,
@@ -122,12 +118,7 @@ where
     C: Command<Output = request::Model>,
 {
     let context = command_context(ctx, key)?;
-    let Ran { output, replayed } = command::run(db(ctx), &context, &command).await?;
-    if !replayed {
-        if let Some(bus) = ctx.data_opt::<Arc<EventBus>>() {
-            bus.audit_appended();
-        }
-    }
+    let Ran { output, replayed } = command::run_for(ctx, &context, &command).await?;
     Ok((RequestNode(output), replayed))
 }
 
@@ -230,7 +221,7 @@ impl ApprovalsMutation {
                 })
                 .collect(),
         })?;
-        let ran = command::run(db(ctx), &context, &command).await?;
+        let ran = command::run_for(ctx, &context, &command).await?;
         Ok(UpsertPolicyPayload {
             policy: PolicyNode(ran.output),
         })
