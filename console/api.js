@@ -93,7 +93,7 @@ export function retrySafe(error) {
 export const REQUEST_ROW = `id title amount currency status createdAt expiresAt decidedAt version
   viewerCanApprove currentStage requester { subject name } policy { key name version }`;
 
-export const REQUEST_DETAIL = `${REQUEST_ROW} description payload updatedAt
+export const REQUEST_DETAIL = `${REQUEST_ROW} viewerCanCancel description payload updatedAt
   stages { position name state approvals requiredApprovals approverRoles minAmount }
   decisions { id stage verdict comment createdAt approver { subject name } }
   eligibleApprovers { roles users { subject name } }

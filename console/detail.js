@@ -81,10 +81,9 @@ export function RequestDetail({ session, hub, id }) {
     setDone(what);
     show(next);
   };
-  const viewer = session.viewer;
+  // The API's rule (access::may_cancel), never re-derived here.
   const pending = request.status === 'PENDING';
-  const mayCancel = pending && (request.requester.subject === viewer.subject
-    || viewer.permissions.some((p) => p.action === 'POLICY_MANAGE' && (p.policy === null || p.policy === request.policy.key)));
+  const mayCancel = request.viewerCanCancel;
   return html`<article aria-labelledby="detail-heading" class="detail">
     <p><a href="#/requests">← All requests</a></p>
     <h1 id="detail-heading" tabindex="-1" ref=${heading}>${request.title}</h1>

@@ -84,6 +84,22 @@ pub fn visible(asker: Asker<'_>) -> Condition {
 }
 
 // ---------------------------------------------------------------------------------------
+// Cancelling
+
+/// Who may cancel a request they can see: its requester, or whoever manages its policy
+/// (`policy.manage`). Whether it can still be cancelled (pending, before its deadline) is
+/// the state machine's question (`approvals::model::check_actionable`).
+pub fn may_cancel(asker: Asker<'_>, request: &request::Model) -> bool {
+    request.requester_subject == asker.subject
+        || asker
+            .grants
+            .allows(Action::PolicyManage, Some(&request.policy_key))
+}
+
+/// Why [`may_cancel`] said no, for the client.
+pub const NOT_CANCELLER: &str = "only the requester or an admin may cancel a request";
+
+// ---------------------------------------------------------------------------------------
 // Deciding
 
 /// The roles that may decide a stage.

@@ -10,7 +10,8 @@ use super::model::{cancellation, check_actionable, validate_comment};
 use super::store::{
     guarded_update, load_visible, parse_request_id, parse_status, replay_request, transition_effect,
 };
-use crate::access::{Action, Grants};
+use crate::access::Grants;
+use crate::access::requests::{Asker, NOT_CANCELLER, may_cancel};
 use crate::command::{Attempt, Command, Effect, Requirement};
 use crate::error::AppError;
 use crate::kernel::CommandContext;
@@ -59,11 +60,13 @@ impl Command for Cancel {
         grants: &Grants,
     ) -> Result<Effect<request::Model>, AppError> {
         let current = load_visible(txn, ctx, grants, self.id).await?;
-        let is_requester = current.requester_subject == ctx.actor.subject;
-        if !is_requester && !grants.allows(Action::PolicyManage, Some(&current.policy_key)) {
-            return Err(AppError::Forbidden(
-                "only the requester or an admin may cancel a request".into(),
-            ));
+        let asker = Asker {
+            subject: &ctx.actor.subject,
+            roles: &ctx.actor.roles,
+            grants,
+        };
+        if !may_cancel(asker, &current) {
+            return Err(AppError::Forbidden(NOT_CANCELLER.into()));
         }
         let now = ctx.now();
         check_actionable(

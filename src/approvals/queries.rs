@@ -16,7 +16,7 @@ use super::model::Status;
 use super::policies::PolicyVersion;
 use crate::access::Grants;
 use crate::access::requests::{
-    Asker, PolicyFacts, decidable_now, may_decide_now, stage_roles, visible,
+    Asker, PolicyFacts, decidable_now, may_cancel, may_decide_now, open_at, stage_roles, visible,
 };
 use crate::error::AppError;
 use crate::kernel::Viewer;
@@ -259,6 +259,16 @@ pub fn viewer_may_decide(
         decisions,
         now,
     )
+}
+
+/// Whether the viewer may cancel `request` now: [`may_cancel`] on a request still open.
+pub fn viewer_may_cancel(
+    viewer: &Viewer,
+    grants: &Grants,
+    request: &request::Model,
+    now: DateTime<Utc>,
+) -> bool {
+    open_at(request, now) && may_cancel(asker(viewer, grants), request)
 }
 
 fn facts(policy: &PolicyVersion) -> PolicyFacts<'_> {

@@ -132,4 +132,27 @@ backend_tests! {
             assert_eq!(queue_sorted, may, "myQueue and viewerCanApprove disagree");
         }
     }
+
+    async fn viewer_can_cancel_agrees_with_cancel_request(backend) {
+        // The console shows Cancel by `viewerCanCancel`; the command judges by the same
+        // rule (`access::requests::may_cancel`).
+        let app = spawn_app(backend).await;
+        let cancel = "mutation($input: CancelRequestInput!) { cancelRequest(input: $input) { request { status } } }";
+        let mut tokens: Vec<String> = Persona::ALL.iter().map(|p| app.token_for(*p)).collect();
+        tokens.push(token_as(&app, "erin", &["support", "finance"]));
+        let mut allowed = 0;
+        for token in &tokens {
+            let request = submit(&app, Persona::Alice, refund("250.00")).await;
+            let one = app.graphql(Some(token), "query($id: ID!) { request(id: $id) { viewerCanCancel } }", json!({ "id": request["id"] })).await;
+            let may = one.expect_ok()["request"]["viewerCanCancel"] == true;
+            let tried = app.graphql(Some(token), cancel, json!({ "input": { "id": request["id"], "reason": "testing" } })).await;
+            assert_eq!(tried.body["errors"].is_null(), may, "viewerCanCancel {may}, cancelRequest: {}", tried.body);
+            allowed += usize::from(may);
+            if may {
+                let after = app.graphql(Some(token), "query($id: ID!) { request(id: $id) { viewerCanCancel } }", json!({ "id": request["id"] })).await;
+                assert_eq!(after.expect_ok()["request"]["viewerCanCancel"], false, "a cancelled request cannot be cancelled again");
+            }
+        }
+        assert_eq!(allowed, 2, "alice (her own) and grace (policy.manage)");
+    }
 }

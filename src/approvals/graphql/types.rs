@@ -14,7 +14,7 @@ use crate::access::requests::stage_roles;
 use crate::approvals::loader::{Loaders, loader_error};
 use crate::approvals::model::{Status, Verdict, stored_decimal};
 use crate::approvals::policies::{PolicyVersion, stage_rule, thresholds};
-use crate::approvals::queries::{Page, eligible_approvers, viewer_may_decide};
+use crate::approvals::queries::{Page, eligible_approvers, viewer_may_cancel, viewer_may_decide};
 use crate::audit::graphql::AuditEventNode;
 use crate::error::{self, AppError};
 use crate::kernel::Timestamp;
@@ -413,6 +413,18 @@ impl RequestNode {
                 .map(|u| UserNode::from_row(&u.subject, Some(&u)))
                 .collect(),
         })
+    }
+    /// Whether the viewer may cancel the request now: theirs or under a policy they manage,
+    /// and still pending before its deadline. The console shows Cancel by it.
+    async fn viewer_can_cancel(&self, ctx: &Context<'_>) -> error::Result<bool> {
+        let viewer = require_viewer(ctx)?;
+        let grants = operation_grants(ctx, viewer).await?;
+        Ok(viewer_may_cancel(
+            viewer,
+            &grants,
+            &self.0,
+            clock(ctx).now(),
+        ))
     }
     /// Whether the viewer may approve or reject the current stage now.
     async fn viewer_can_approve(&self, ctx: &Context<'_>) -> error::Result<bool> {
