@@ -76,7 +76,8 @@ export function sentence(error) {
   if (!(error instanceof ApiError)) return SENTENCES.INTERNAL;
   if (error.code === 'BAD_USER_INPUT') return capitalise(error.message);
   if (error.code === 'RATE_LIMITED' && error.retryAfter) {
-    return `Too many requests in a short time. Wait ${error.retryAfter} seconds and try again.`;
+    const unit = error.retryAfter === 1 ? 'second' : 'seconds';
+    return `Too many requests in a short time. Wait ${error.retryAfter} ${unit} and try again.`;
   }
   return SENTENCES[error.code] || SENTENCES.INTERNAL;
 }

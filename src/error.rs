@@ -36,8 +36,10 @@ pub enum AppError {
     IdempotencyKeyReused,
     /// IDEMPOTENCY_KEY_IN_USE: the same key is still executing. Retry shortly.
     IdempotencyKeyInUse,
-    /// RATE_LIMITED: too many requests for this identity. Retry later.
-    RateLimited,
+    /// RATE_LIMITED: too many requests for this identity. Retry after `retry_after` whole
+    /// seconds (`extensions.retryAfter`, over HTTP and WebSocket alike; HTTP also sends
+    /// the `Retry-After` header).
+    RateLimited { retry_after: u64 },
     /// TIMEOUT: the operation ran past `COUNTERSIGN_REQUEST_TIMEOUT` and was stopped (a
     /// command's transaction rolled back unless it had committed). Retry with the same
     /// idempotency key: a command that did commit replays instead of running twice.
@@ -74,7 +76,7 @@ impl AppError {
             Self::InvalidTransition(_) => "INVALID_TRANSITION",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
-            Self::RateLimited => "RATE_LIMITED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Timeout => "TIMEOUT",
             Self::QueryRejected(_) => "QUERY_REJECTED",
             Self::Internal(_) => "INTERNAL",
@@ -91,7 +93,7 @@ impl AppError {
             self,
             Self::Conflict(_)
                 | Self::IdempotencyKeyInUse
-                | Self::RateLimited
+                | Self::RateLimited { .. }
                 | Self::Timeout
                 | Self::Internal(_)
         )
@@ -113,7 +115,7 @@ impl AppError {
             Self::IdempotencyKeyInUse => {
                 "a command with this idempotency key is still executing".into()
             }
-            Self::RateLimited => "too many requests; slow down and retry".into(),
+            Self::RateLimited { .. } => "too many requests; slow down and retry".into(),
             Self::Timeout => {
                 "the operation ran past the server's time limit and was stopped; retry with the same idempotency key".into()
             }
@@ -143,6 +145,9 @@ impl AppError {
             } = self
             {
                 ext.set("field", field.as_str());
+            }
+            if let Self::RateLimited { retry_after } = self {
+                ext.set("retryAfter", *retry_after);
             }
         })
     }
@@ -281,7 +286,11 @@ mod tests {
                 "IDEMPOTENCY_KEY_IN_USE",
                 true,
             ),
-            (AppError::RateLimited, "RATE_LIMITED", true),
+            (
+                AppError::RateLimited { retry_after: 1 },
+                "RATE_LIMITED",
+                true,
+            ),
             (AppError::Timeout, "TIMEOUT", true),
             (AppError::QueryRejected("x".into()), "QUERY_REJECTED", false),
         ];

@@ -249,15 +249,15 @@ fn rate_limited(state: &AppState, scope: &'static str, wait: RetryAfter) -> Resp
     state
         .metrics
         .increment("countersign_rate_limited_total", &[("scope", scope)]);
+    let retry_after = wait.seconds().max(1);
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        GraphQLResponse::from(AppError::RateLimited.to_response()),
+        GraphQLResponse::from(AppError::RateLimited { retry_after }.to_response()),
     )
         .into_response();
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(wait.seconds().max(1)),
-    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
 }
 

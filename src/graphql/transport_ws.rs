@@ -255,13 +255,11 @@ pub async fn serve(
                         if let Identity::Authenticated(viewer) = identity {
                             if let Err(wait) = state.throttle.subject(&viewer.subject) {
                                 state.metrics.increment("countersign_rate_limited_total", &[("scope", "subject")]);
+                                let refused = AppError::RateLimited { retry_after: wait.seconds().max(1) };
                                 let error = json!({
                                     "id": id,
                                     "type": "error",
-                                    "payload": [{
-                                        "message": AppError::RateLimited.client_message(),
-                                        "extensions": { "code": "RATE_LIMITED", "retryable": true, "retryAfter": wait.seconds().max(1) },
-                                    }],
+                                    "payload": [refused.to_server_error()],
                                 });
                                 if send(&mut sink, error).await.is_err() {
                                     break None;

@@ -12,7 +12,8 @@ use crate::websocket::{CLOSES_WITHIN, close_code, connect, connect_as, receive, 
 
 const VIEWER: &str = "{ viewer { subject } }";
 
-/// POSTs `VIEWER` with `authorization`; the status, `Retry-After` and the error code.
+/// POSTs `VIEWER` with `authorization`; the status, `Retry-After` and the error code
+/// (checking that a RATE_LIMITED body says the header's wait as `extensions.retryAfter`).
 async fn post(
     app: &TestApp,
     authorization: Option<String>,
@@ -34,6 +35,12 @@ async fn post(
     let code = body["errors"][0]["extensions"]["code"]
         .as_str()
         .map(str::to_owned);
+    if code.as_deref() == Some("RATE_LIMITED") {
+        let said = body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .map(|s| s.to_string());
+        assert_eq!(said, retry_after, "the body says the header's wait: {body}");
+    }
     (status, retry_after, code)
 }
 
@@ -107,6 +114,7 @@ backend_tests! {
         let limited = limited.expect("the third subscribe is refused");
         assert_eq!(limited["id"], "c");
         assert_eq!(limited["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+        assert!(limited["payload"][0]["extensions"]["retryAfter"].as_u64().is_some_and(|s| s >= 1), "{limited}");
 
         let _second = connect_as(&app, &token).await;
         let mut third = connect(&app, "graphql-transport-ws").await;
