@@ -2,7 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use jsonwebtoken::{EncodingKey, Header};
+use countersign::auth::mint_token;
+use countersign::auth::service::TokenProfile;
+use countersign::config::{
+    DEFAULT_JWKS_REFRESH, DEFAULT_MAX_TOKEN_LIFETIME, JwtConfig, Secret, SecretSource,
+};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 use crate::floor::{Captured, Substitution};
@@ -212,21 +217,33 @@ pub fn refund(worker: usize, n: usize) -> Value {
     })
 }
 
-/// A demo persona's token, signed with the bench server's secret.
+/// A demo persona's token, signed with the bench server's secret by the crate's own
+/// minting (`countersign token` uses the same), so the claims never drift from the server's.
 pub fn token(subject: &str, roles: &[&str]) -> anyhow::Result<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let claims = json!({
-        "sub": subject, "iat": now, "exp": now + 6 * 3600,
-        "iss": "countersign", "aud": "countersign", "roles": roles,
-        "name": subject, "email": format!("{subject}@example.com"),
-    });
-    Ok(jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )?)
+    let config = JwtConfig {
+        secret: Some(Secret::new(SECRET)),
+        secret_source: Some(SecretSource::Environment),
+        public_key_pem: None,
+        jwks_file: None,
+        algorithms: vec![Algorithm::HS256],
+        issuer: "countersign".into(),
+        audience: "countersign".into(),
+        max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks_refresh: DEFAULT_JWKS_REFRESH,
+        roles_claim: vec!["roles".into()],
+    };
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let profile = TokenProfile {
+        name: Some(subject.to_owned()),
+        email: Some(format!("{subject}@example.com")),
+    };
+    mint_token(
+        &config,
+        subject,
+        &roles,
+        std::time::Duration::from_secs(6 * 3600),
+        profile,
+    )
 }
 
 /// Files `count` refunds as alice, 16 at a time, and returns their ids.
@@ -256,4 +273,27 @@ async fn submit_one(client: &reqwest::Client, url: &str, call: &Call) -> anyhow:
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no id in {body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{DecodingKey, Validation, decode};
+
+    #[test]
+    fn a_bench_token_carries_what_the_bench_server_requires() {
+        let token = super::token("bob", &["finance"]).expect("a token");
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_issuer(&["countersign"]);
+        validation.set_audience(&["countersign"]);
+        let claims = decode::<serde_json::Value>(
+            &token,
+            &DecodingKey::from_secret(crate::server::SECRET.as_bytes()),
+            &validation,
+        )
+        .expect("valid for the bench server")
+        .claims;
+        assert_eq!(claims["sub"], "bob");
+        assert_eq!(claims["roles"], serde_json::json!(["finance"]));
+        assert_eq!(claims["email"], "bob@example.com");
+    }
 }
