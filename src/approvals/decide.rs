@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::model::{
-    Verdict, check_actionable, decision as decide, stored_decimal, validate_comment,
+    StageTally, Verdict, check_actionable, decision as decide, stored_decimal, validate_comment,
 };
 use super::policies::{load_policy_version, stage_rule};
 use super::store::{
@@ -118,18 +118,18 @@ impl Command for Decide {
             .iter()
             .map(|stage| stage_rule(stage, &current.currency))
             .collect::<Result<Vec<_>, _>>()?;
-        let approvals_here = decisions
-            .iter()
-            .filter(|d| {
-                d.stage_position == stage.position && d.verdict == Verdict::Approve.as_str()
-            })
-            .count();
+        let here = StageTally::of(
+            decisions
+                .iter()
+                .filter(|d| d.stage_position == stage.position)
+                .map(|d| d.verdict.as_str()),
+        );
         let to = decide(
             self.verdict,
             &rules,
             stored_decimal(&current.amount)?,
             stage.position,
-            i32::try_from(approvals_here).unwrap_or(i32::MAX),
+            here.approvals,
         );
         let updated = guarded_update(txn, &current, to, now).await?;
         decision::ActiveModel {

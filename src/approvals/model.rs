@@ -405,6 +405,76 @@ pub struct Transition {
     pub kind: &'static str,
 }
 
+/// Where a stage of one request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+pub enum StageState {
+    /// Not reached yet.
+    Waiting,
+    /// Being decided now.
+    Active,
+    Approved,
+    Rejected,
+    /// Does not apply to this request's amount.
+    Skipped,
+    /// The request ended before this stage was completed.
+    Closed,
+}
+
+/// The verdicts given at one stage of a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTally {
+    pub approvals: i32,
+    pub rejections: i32,
+}
+
+impl StageTally {
+    /// The verdicts (stored names) of the decisions taken at one stage.
+    pub fn of<'a>(verdicts: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut tally = Self::default();
+        for verdict in verdicts {
+            if verdict == Verdict::Approve.as_str() {
+                tally.approvals = tally.approvals.saturating_add(1);
+            } else if verdict == Verdict::Reject.as_str() {
+                tally.rejections = tally.rejections.saturating_add(1);
+            }
+        }
+        tally
+    }
+
+    fn decided(self) -> bool {
+        self.approvals > 0 || self.rejections > 0
+    }
+}
+
+/// The state of stage `position` (needing `required` approvals, applying to the request's
+/// amount or not) of a request in `status` at stage `current`, given its tally. What
+/// happened decides first; the threshold only says what will happen. Stages the request
+/// went past without a decision were skipped whatever thresholds say now: a policy's
+/// stored thresholds may have been read differently when it was submitted.
+pub fn stage_state(
+    status: Status,
+    current: i32,
+    position: i32,
+    required: i32,
+    applies: bool,
+    tally: StageTally,
+) -> StageState {
+    let went_past = position < current || status == Status::Approved;
+    if tally.rejections > 0 {
+        StageState::Rejected
+    } else if tally.approvals >= required {
+        StageState::Approved
+    } else if (went_past && !tally.decided()) || !applies {
+        StageState::Skipped
+    } else if status == Status::Pending && position == current {
+        StageState::Active
+    } else if status == Status::Pending && position > current {
+        StageState::Waiting
+    } else {
+        StageState::Closed
+    }
+}
+
 /// A new request: pending at the first stage that applies to its amount, or approved at
 /// once when none does.
 pub fn submission(stages: &[StageRule], amount: Decimal) -> Transition {
@@ -777,5 +847,57 @@ mod tests {
             deep = serde_json::json!([deep]);
         }
         assert!(validate_payload(&deep).is_err());
+    }
+
+    #[test]
+    fn stage_states_follow_what_happened_before_thresholds() {
+        let none = StageTally::default();
+        let one = StageTally::of(["APPROVE"]);
+        let no = StageTally::of(["APPROVE", "REJECT"]);
+        assert_eq!(
+            no,
+            StageTally {
+                approvals: 1,
+                rejections: 1
+            }
+        );
+        let pending = Status::Pending;
+        assert_eq!(
+            stage_state(pending, 1, 1, 1, true, none),
+            StageState::Active
+        );
+        assert_eq!(
+            stage_state(pending, 1, 2, 1, true, none),
+            StageState::Waiting
+        );
+        assert_eq!(
+            stage_state(pending, 1, 2, 1, false, none),
+            StageState::Skipped
+        );
+        assert_eq!(
+            stage_state(pending, 2, 1, 1, true, one),
+            StageState::Approved
+        );
+        assert_eq!(
+            stage_state(pending, 3, 2, 1, true, none),
+            StageState::Skipped,
+            "went past undecided"
+        );
+        assert_eq!(
+            stage_state(Status::Rejected, 1, 1, 2, true, no),
+            StageState::Rejected
+        );
+        assert_eq!(
+            stage_state(Status::Expired, 1, 1, 2, true, one),
+            StageState::Closed
+        );
+        assert_eq!(
+            stage_state(Status::Cancelled, 1, 2, 1, true, none),
+            StageState::Closed
+        );
+        assert_eq!(
+            stage_state(Status::Approved, 1, 2, 1, false, none),
+            StageState::Skipped
+        );
     }
 }

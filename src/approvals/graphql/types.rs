@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, Enum, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
-    SimpleObject, Value as GqlValue,
+    Context, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType, SimpleObject,
+    Value as GqlValue,
 };
 use entity::{decision, policy, policy_stage, request, user};
 use serde_json::Value;
@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::access::operation_grants;
 use crate::access::requests::stage_roles;
 use crate::approvals::loader::{Loaders, loader_error};
-use crate::approvals::model::{Status, Verdict, stored_decimal};
+use crate::approvals::model::{
+    StageState, StageTally, Status, Verdict, stage_state, stored_decimal,
+};
 use crate::approvals::policies::{PolicyVersion, stage_rule, thresholds};
 use crate::approvals::queries::{Page, eligible_approvers, viewer_may_cancel, viewer_may_decide};
 use crate::audit::graphql::AuditEventNode;
@@ -164,21 +166,6 @@ impl TryFrom<&policy_stage::Model> for PolicyStage {
                 .collect(),
         })
     }
-}
-
-/// Where a stage of one request stands.
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-pub enum StageState {
-    /// Not reached yet.
-    Waiting,
-    /// Being decided now.
-    Active,
-    Approved,
-    Rejected,
-    /// Does not apply to this request's amount.
-    Skipped,
-    /// The request ended before this stage was completed.
-    Closed,
 }
 
 /// A stage as it applies to one request.
@@ -352,30 +339,16 @@ impl RequestNode {
                 .iter()
                 .filter(|d| d.stage_position == stage.position)
                 .collect();
-            let approvals = here
-                .iter()
-                .filter(|d| d.verdict == Verdict::Approve.as_str())
-                .count();
-            let approvals = i32::try_from(approvals).unwrap_or(i32::MAX);
-            let current = self.0.current_stage.unwrap_or(0);
-            // What happened decides first; the threshold only says what will happen.
-            // (Stages the request went past without a decision were skipped whatever
-            // thresholds say now: a policy's stored thresholds may have been read
-            // differently when it was submitted.)
-            let went_past = stage.position < current || status == Status::Approved;
-            let state = if here.iter().any(|d| d.verdict == Verdict::Reject.as_str()) {
-                StageState::Rejected
-            } else if approvals >= stage.required_approvals {
-                StageState::Approved
-            } else if (went_past && here.is_empty()) || !rule.applies_to(amount) {
-                StageState::Skipped
-            } else if status == Status::Pending && stage.position == current {
-                StageState::Active
-            } else if status == Status::Pending && stage.position > current {
-                StageState::Waiting
-            } else {
-                StageState::Closed
-            };
+            let tally = StageTally::of(here.iter().map(|d| d.verdict.as_str()));
+            let state = stage_state(
+                status,
+                self.0.current_stage.unwrap_or(0),
+                stage.position,
+                stage.required_approvals,
+                rule.applies_to(amount),
+                tally,
+            );
+            let approvals = tally.approvals;
             stages.push(RequestStage {
                 position: stage.position,
                 name: stage.name.clone(),
