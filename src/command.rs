@@ -111,8 +111,8 @@ pub trait Command: Sync {
     /// What the actor needs; the pipeline checks it for `execute` and `replay` alike.
     fn requires(&self) -> Requirement;
 
-    /// Whether the command changes who may do what (grants, a user's standing): it then
-    /// runs alone, with the authority lock exclusive.
+    /// Whether the command changes who may do what (a grant): it then runs alone, with the
+    /// authority lock exclusive.
     fn changes_authority(&self) -> bool {
         false
     }
@@ -143,7 +143,7 @@ pub async fn run_for<C: Command>(
     ctx: &CommandContext,
     command: &C,
 ) -> Result<Ran<C::Output>, AppError> {
-    let bus = gql.data_opt::<Arc<EventBus>>().map(Arc::as_ref);
+    let bus = gql.data_opt::<Arc<EventBus>>();
     run(db(gql), bus, ctx, command).await
 }
 
@@ -151,7 +151,7 @@ pub async fn run_for<C: Command>(
 /// never for a replay) tells `bus` that the audit log grew and what the command announces.
 pub async fn run<C: Command>(
     db: &DatabaseConnection,
-    bus: Option<&EventBus>,
+    bus: Option<&Arc<EventBus>>,
     ctx: &CommandContext,
     command: &C,
 ) -> Result<Ran<C::Output>, AppError> {
@@ -213,7 +213,10 @@ pub async fn run<C: Command>(
                     bus.audit_appended();
                 }
                 if let Some(event) = announce {
-                    bus.publish(event).await;
+                    // Its own task: a request timeout after commit must not cancel the
+                    // announcement, or other replicas' sockets would never re-check.
+                    let bus = Arc::clone(bus);
+                    tokio::spawn(async move { bus.publish(event).await });
                 }
             }
             Ok(ran)

@@ -116,7 +116,7 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
 ///
 /// On PostgreSQL every command takes one transaction-scoped advisory lock before it reads
 /// the grants it acts on: shared by the commands that use authority, exclusive by the ones
-/// that change it (`grantPermission`, `revokePermission`, a user's standing). So a command
+/// that change it (`grantPermission`, `revokePermission`). So a command
 /// either commits before a change of grants begins or reads the grants it left, and two
 /// changes never both act on authority the other removes. An advisory lock writes no row
 /// (row locks on the grants read would dirty them on every approval) and is taken in the

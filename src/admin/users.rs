@@ -113,10 +113,6 @@ impl Command for ChangeUser {
         Requirement::Grant(Action::AccessManage, None)
     }
 
-    fn changes_authority(&self) -> bool {
-        true
-    }
-
     async fn execute(
         &self,
         txn: &DatabaseTransaction,

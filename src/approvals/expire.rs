@@ -1,6 +1,8 @@
 //! Expiry: a pending request past its deadline becomes EXPIRED, as `system`, exactly once
 //! however many replicas sweep (the guarded update lets one win).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use entity::request;
 use sea_orm::{
@@ -89,7 +91,7 @@ impl Command for Expire {
 /// meanwhile, or another replica expired it first.
 pub async fn expire(
     db: &DatabaseConnection,
-    bus: &EventBus,
+    bus: &Arc<EventBus>,
     clock: &Clock,
     id: Uuid,
 ) -> Result<Option<request::Model>, AppError> {
