@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{decision, policy, policy_stage, request};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query, SelectStatement};
 use sea_orm::{ColumnTrait, Condition};
 use uuid::Uuid;
 
@@ -60,27 +60,30 @@ pub fn visible(asker: Asker<'_>) -> Condition {
     match asker.grants.scope(Action::RequestView) {
         Scope::All => Condition::all(),
         Scope::Only(keys) => {
-            let mut decided = Query::select();
-            decided
-                .expr(Expr::val(1))
-                .from(decision::Entity)
-                .and_where(
-                    Expr::col((decision::Entity, decision::Column::RequestId))
-                        .equals((request::Entity, request::Column::Id)),
-                )
-                .and_where(
-                    Expr::col((decision::Entity, decision::Column::ApproverSubject))
-                        .eq(asker.subject),
-                );
             let mut any = Condition::any()
                 .add(request::Column::RequesterSubject.eq(asker.subject))
-                .add(Expr::exists(decided));
+                .add(Expr::exists(decided_by(asker.subject)));
             if !keys.is_empty() {
                 any = any.add(request::Column::PolicyKey.is_in(keys));
             }
             any
         }
     }
+}
+
+/// The decisions `subject` made on the outer query's request, as a subquery for `EXISTS`
+/// (in [`visible`] and [`decidable_now`]).
+fn decided_by(subject: &str) -> SelectStatement {
+    let mut query = Query::select();
+    query
+        .expr(Expr::val(1))
+        .from(decision::Entity)
+        .and_where(
+            Expr::col((decision::Entity, decision::Column::RequestId))
+                .equals((request::Entity, request::Column::Id)),
+        )
+        .and_where(Expr::col((decision::Entity, decision::Column::ApproverSubject)).eq(subject));
+    query
 }
 
 // ---------------------------------------------------------------------------------------
@@ -230,17 +233,7 @@ pub fn decidable_now(
         };
         found = true;
         let across = policy.allow_same_approver_across_stages;
-        let mut decided_by_asker = Query::select();
-        decided_by_asker
-            .expr(Expr::val(1))
-            .from(decision::Entity)
-            .and_where(
-                Expr::col((decision::Entity, decision::Column::RequestId))
-                    .equals((request::Entity, request::Column::Id)),
-            )
-            .and_where(
-                Expr::col((decision::Entity, decision::Column::ApproverSubject)).eq(asker.subject),
-            );
+        let mut decided_by_asker = decided_by(asker.subject);
         if across {
             decided_by_asker.and_where(
                 Expr::col((decision::Entity, decision::Column::StagePosition)).eq(stage.position),
