@@ -88,12 +88,12 @@ postgres_tests! {
             let bob = &bob;
             let app = &app;
             async move {
-                tokio::time::sleep(std::time::Duration::from_millis(10 * i as u64)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * i as u64)).await;
                 approve_with(app, bob, id).await
             }
         }));
         let revocation = async {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
             let revoke = json!({ "input": { "role": "finance", "action": "REQUEST_VIEW", "policy": "refund" } });
             app.graphql_as(Persona::Grace, REVOKE, revoke).await.expect_ok();
         };
