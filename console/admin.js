@@ -1,7 +1,7 @@
 // Administration: policies and their stages, what each role may do, and people's access.
 // Every change is a mutation the API audits; each form makes its idempotency key once.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, newKey, sentence } from './api.js';
+import { graphql, newKey, sentence, viewerMay } from './api.js';
 import { person, when } from './format.js';
 import { ErrorText, Field, html, useFocusHeading, useMutation } from './ui.js';
 
@@ -11,7 +11,7 @@ export const POLICY_FIELDS = `key name description version createdAt createdBy e
 
 export function Admin({ session, policies, onPoliciesChanged, tab }) {
   const heading = useFocusHeading(`admin-${tab}`);
-  const may = (action) => session.viewer.permissions.some((p) => p.action === action);
+  const may = (action) => viewerMay(session.viewer, action);
   const tabs = [
     may('POLICY_MANAGE') && ['policies', 'Policies'],
     may('ACCESS_MANAGE') && ['permissions', 'Role permissions'],

@@ -69,6 +69,17 @@ const SENTENCES = {
 };
 
 /**
+ * The one grant check in the console, the server's rule (`access::require`): a grant
+ * without a policy covers every policy. Without `policyKey` it asks whether the viewer
+ * holds the action on any policy, which is what shows a screen at all; the server still
+ * decides every call.
+ */
+export function viewerMay(viewer, action, policyKey) {
+  return viewer.permissions.some((p) => p.action === action
+    && (policyKey === undefined || p.policy === null || p.policy === policyKey));
+}
+
+/**
  * What to tell a person. Input errors carry the server's own sentence (it names the
  * problem precisely, e.g. "EUR amounts have at most 2 fraction digits").
  */

@@ -2,7 +2,7 @@
 // memory only (never localStorage), so closing the tab signs out.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { graphql, onUnauthenticated, sentence } from './api.js';
+import { graphql, onUnauthenticated, sentence, viewerMay } from './api.js';
 import { createHub, startLive } from './live.js';
 import { completeSignIn, renew, signInRedirect } from './oidc.js';
 import { MyQueue, AllRequests } from './lists.js';
@@ -106,7 +106,7 @@ const LIVE_LABEL = { connecting: 'Connecting…', live: 'Live', reconnecting: 'R
 function Shell({ session, hub, live, policies, setPolicies, onSignOut }) {
   const route = useRoute();
   const { viewer } = session;
-  const may = (action) => viewer.permissions.some((p) => p.action === action);
+  const may = (action) => viewerMay(viewer, action);
   const links = [
     ['queue', 'My queue'],
     ['requests', 'All requests'],

@@ -2,7 +2,7 @@
 // fields, enums, descriptions). The server checks everything again; its field errors
 // (`extensions.field`, e.g. `payload.orderId`) land on the field they are about.
 import { useMemo, useState } from 'preact/hooks';
-import { REQUEST_ROW, sentence } from './api.js';
+import { REQUEST_ROW, sentence, viewerMay } from './api.js';
 import { checkAmount, currencyDigits } from './format.js';
 import { ErrorText, Field, describedBy, html, useFocusHeading, useMutation } from './ui.js';
 
@@ -10,7 +10,7 @@ const SUBMIT = `mutation($input: SubmitRequestInput!) { submitRequest(input: $in
 const CURRENCIES = ['EUR', 'USD', 'GBP', 'CHF', 'JPY', 'SEK', 'NOK', 'DKK', 'PLN', 'KWD'];
 
 export function mayFile(viewer, policy) {
-  return viewer.permissions.some((p) => p.action === 'REQUEST_SUBMIT' && (p.policy === null || p.policy === policy.key));
+  return viewerMay(viewer, 'REQUEST_SUBMIT', policy.key);
 }
 
 function humanise(name) {

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::Args;
+use crate::call::{Call, Floor, send};
 use crate::floor::{Captured, Substitution, one_statement_list, read_log};
-use crate::load::send;
 use crate::server::{Backend, RunDatabase, Server};
 use crate::workloads::{
-    Call, Floor, Workload, audit_page, cursor_at, list_page, pending_page, queue_deadline_page,
-    queue_page, submit_many, token,
+    Workload, audit_page, cursor_at, list_page, pending_page, queue_deadline_page, queue_page,
+    submit_many, token,
 };
 
 pub struct Fixtures {

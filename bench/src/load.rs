@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use serde_json::{Value, json};
 
-use crate::workloads::{Call, Workload};
+use crate::call::send;
+use crate::workloads::Workload;
 
 /// What one run of one workload at one concurrency measured.
 #[derive(Clone, Debug)]
@@ -102,50 +102,4 @@ pub async fn run(
         statements: statements as f64 / latencies.len().max(1) as f64,
         cpu_ms,
     })
-}
-
-/// Sends one call; fails the run on any error, so a fast wrong answer never counts.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    call: &Call,
-) -> anyhow::Result<(Duration, u64, Value)> {
-    let started = Instant::now();
-    let response = match call {
-        Call::Sql(floor, target) => {
-            crate::floor::replay(&floor.db, &floor.statements, floor.substitution, *target).await?;
-            return Ok((
-                started.elapsed(),
-                floor.statements.len() as u64,
-                Value::Null,
-            ));
-        }
-        Call::Get(path) => client.get(format!("{url}{path}")).send().await?,
-        Call::Graphql { token, body } => {
-            let mut request = client.post(format!("{url}/graphql")).json(body);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            request.send().await?
-        }
-    };
-    let status = response.status();
-    let statements = response
-        .headers()
-        .get("x-sql-statements")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    let text = response.text().await?;
-    let elapsed = started.elapsed();
-    if !status.is_success() {
-        bail!("HTTP {status}: {text}");
-    }
-    let mut body = Value::Null;
-    if matches!(call, Call::Graphql { .. }) {
-        body = serde_json::from_str(&text)?;
-        if body.get("errors").is_some() {
-            bail!("GraphQL errors: {text}");
-        }
-    }
-    Ok((elapsed, statements, body))
 }

@@ -5,6 +5,7 @@
 //! workload and concurrency. With `--compare OTHER` it runs two binaries interleaved
 //! (A B, B A, …) and reports the median of the per-pair ratios B/A. See BENCHMARKS.md.
 
+mod call;
 mod explain;
 mod fanout;
 mod fixtures;

@@ -129,12 +129,12 @@ pub async fn check_same_page(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let ours = list.next(0, 0).context("the list workload has a request")?;
-    let (_, _, ours) = crate::load::send(&client, api_url, &ours).await?;
-    let theirs = crate::workloads::Call::Graphql {
+    let (_, _, ours) = crate::call::send(&client, api_url, &ours).await?;
+    let theirs = crate::call::Call::Graphql {
         token: None,
         body: list_page(),
     };
-    let (_, _, theirs) = crate::load::send(&client, peer_url, &theirs).await?;
+    let (_, _, theirs) = crate::call::send(&client, peer_url, &theirs).await?;
     let ids = |page: &Value| -> Vec<String> {
         page["edges"]
             .as_array()

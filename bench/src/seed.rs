@@ -16,8 +16,9 @@ use countersign::approvals::model::{
     StageRule, Status, Transition, Verdict, cancellation, decision, expiry, submission,
 };
 use countersign::approvals::policies::stage_rule;
-use countersign::approvals::store::snapshot;
-use countersign::audit::model::{GENESIS_HASH, canonical, chain_hash};
+use countersign::approvals::store::{snapshot, transitioned};
+use countersign::audit::model::{GENESIS_HASH, link};
+use countersign::kernel::NewEvent;
 use entity::{
     audit_chain_head, audit_event, decision as decision_row, policy, policy_stage, request,
 };
@@ -361,19 +362,13 @@ fn step(
     summary: String,
     reason: Option<String>,
 ) {
-    row.status = to.status.as_str().to_owned();
-    row.current_stage = to.stage;
-    row.version += 1;
-    row.updated_at = at;
-    row.decided_at = to.status.is_terminal().then_some(at);
+    *row = transitioned(row, to, at);
     let after = snapshot(row);
     chain.sequence += 1;
-    let mut event = audit_event::Model {
-        sequence: chain.sequence,
-        id: Uuid::new_v7(timestamp(at)),
+    let event = NewEvent {
         occurred_at: at,
         actor_subject: actor.to_owned(),
-        actor_roles: json!([role]),
+        actor_roles: vec![role.to_owned()],
         action: to.action.to_owned(),
         subject_type: "request".to_owned(),
         subject_id: row.id.to_string(),
@@ -384,10 +379,13 @@ fn step(
         correlation_id: None,
         idempotency_key: None,
         summary,
-        prev_hash: chain.hash.clone(),
-        hash: String::new(),
     };
-    event.hash = chain_hash(&event.prev_hash, &canonical(&event));
+    let event = link(
+        event,
+        chain.sequence,
+        Uuid::new_v7(timestamp(at)),
+        &chain.hash,
+    );
     chain.hash = event.hash.clone();
     batch.events.push(event);
 }

@@ -10,27 +10,8 @@ use countersign::config::{
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
-use crate::floor::{Captured, Substitution};
-use crate::load::send;
+use crate::call::{Call, Floor, send};
 use crate::server::SECRET;
-
-/// One request to send.
-pub enum Call {
-    Get(&'static str),
-    Graphql {
-        token: Option<String>,
-        body: Value,
-    },
-    /// Straight to the database: a floor, on a target request when it acts on one.
-    Sql(Arc<Floor>, Option<uuid::Uuid>),
-}
-
-/// A workload's floor: statements to run as one unit of work.
-pub struct Floor {
-    pub db: sea_orm::DatabaseConnection,
-    pub statements: Vec<Captured>,
-    pub substitution: Option<Substitution>,
-}
 
 /// The page an ops console asks for: requests with requester, policy, stages, decisions.
 pub const PAGE_FIELDS: &str = "edges { cursor node { id title status amount currency createdAt

@@ -12,13 +12,16 @@ use std::sync::Arc;
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{audit_event, decision, policy, policy_stage, request, user};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 use uuid::Uuid;
 
-use super::queries::role_holders;
 use crate::access::Grant;
 use crate::access::grants::grants_by_role;
 use crate::error::AppError;
+use crate::kernel::page::escape_like;
 use crate::telemetry;
 
 /// Every loader of one operation.
@@ -322,4 +325,23 @@ impl Loader<String> for RoleGrantsLoader {
         }
         Ok(by_role)
     }
+}
+
+/// Users whose last token carried any of `roles`: a coarse text match in SQL, made exact
+/// in Rust by the decide rule.
+fn role_holders(roles: &[String]) -> Condition {
+    let mut any = Condition::any();
+    for role in roles {
+        let pattern = format!("%\"{}\"%", escape_like(role));
+        any = any.add(
+            Expr::expr(Func::cast_as(
+                Expr::col(user::Column::Roles),
+                Alias::new("TEXT"),
+            ))
+            .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    Condition::all()
+        .add(any)
+        .add(user::Column::DisabledAt.is_null())
 }

@@ -5,10 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{decision, policy, policy_stage, request, user};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::loader::{Loaders, loader_error};
@@ -20,7 +18,7 @@ use crate::access::requests::{
 };
 use crate::error::AppError;
 use crate::kernel::Viewer;
-use crate::kernel::page::{contains_pattern, escape_like, page_size, split_page};
+use crate::kernel::page::{contains_pattern, page_size, split_page};
 
 fn asker<'a>(viewer: &'a Viewer, grants: &'a Grants) -> Asker<'a> {
     Asker {
@@ -337,23 +335,4 @@ pub async fn eligible_approvers(
         }
     }
     Ok((roles, eligible))
-}
-
-/// Users whose last token carried any of `roles`: a coarse text match in SQL, made exact
-/// in Rust by the decide rule.
-pub(super) fn role_holders(roles: &[String]) -> Condition {
-    let mut any = Condition::any();
-    for role in roles {
-        let pattern = format!("%\"{}\"%", escape_like(role));
-        any = any.add(
-            Expr::expr(Func::cast_as(
-                Expr::col(user::Column::Roles),
-                Alias::new("TEXT"),
-            ))
-            .like(LikeExpr::new(pattern).escape('\\')),
-        );
-    }
-    Condition::all()
-        .add(any)
-        .add(user::Column::DisabledAt.is_null())
 }

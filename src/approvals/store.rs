@@ -63,6 +63,23 @@ pub async fn replay_request(
     load_visible(txn, ctx, grants, id).await
 }
 
+/// The row `to` leaves `current` as, at `now`: the one definition of a transition's
+/// write, used by `guarded_update` and by the bench's seeder.
+pub fn transitioned(
+    current: &request::Model,
+    to: Transition,
+    now: DateTime<Utc>,
+) -> request::Model {
+    request::Model {
+        status: to.status.as_str().into(),
+        current_stage: to.stage,
+        version: current.version + 1,
+        updated_at: now,
+        decided_at: to.status.is_terminal().then_some(now),
+        ..current.clone()
+    }
+}
+
 /// `UPDATE … WHERE id = ? AND version = ?`: the write that makes a transition happen at
 /// most once. Zero rows means a concurrent command won.
 pub async fn guarded_update(
@@ -71,13 +88,13 @@ pub async fn guarded_update(
     to: Transition,
     now: DateTime<Utc>,
 ) -> Result<request::Model, AppError> {
-    let decided_at = to.status.is_terminal().then_some(now);
+    let after = transitioned(current, to, now);
     let result = request::Entity::update_many()
-        .col_expr(request::Column::Status, to.status.as_str().into())
-        .col_expr(request::Column::CurrentStage, to.stage.into())
-        .col_expr(request::Column::Version, (current.version + 1).into())
-        .col_expr(request::Column::UpdatedAt, now.into())
-        .col_expr(request::Column::DecidedAt, decided_at.into())
+        .col_expr(request::Column::Status, after.status.clone().into())
+        .col_expr(request::Column::CurrentStage, after.current_stage.into())
+        .col_expr(request::Column::Version, after.version.into())
+        .col_expr(request::Column::UpdatedAt, after.updated_at.into())
+        .col_expr(request::Column::DecidedAt, after.decided_at.into())
         .filter(request::Column::Id.eq(current.id))
         .filter(request::Column::Version.eq(current.version))
         .exec(txn)
@@ -87,14 +104,7 @@ pub async fn guarded_update(
             "a concurrent change won; read the request again".into(),
         ));
     }
-    Ok(request::Model {
-        status: to.status.as_str().into(),
-        current_stage: to.stage,
-        version: current.version + 1,
-        updated_at: now,
-        decided_at,
-        ..current.clone()
-    })
+    Ok(after)
 }
 
 /// The effect of a transition that left the request as `after`: one audit event, one

@@ -4,6 +4,35 @@ use chrono::SecondsFormat;
 use entity::audit_event;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::kernel::NewEvent;
+
+/// `event` as the row that follows `prev_hash` at `sequence`, hashed: the one way an event
+/// joins the chain (the appender and the bench's seeder both build rows with it).
+pub fn link(event: NewEvent, sequence: i64, id: Uuid, prev_hash: &str) -> audit_event::Model {
+    let mut row = audit_event::Model {
+        sequence,
+        id,
+        occurred_at: event.occurred_at,
+        actor_subject: event.actor_subject,
+        actor_roles: json!(event.actor_roles),
+        action: event.action,
+        subject_type: event.subject_type,
+        subject_id: event.subject_id,
+        request_id: event.request_id,
+        before: event.before,
+        after: event.after,
+        reason: event.reason,
+        correlation_id: event.correlation_id,
+        idempotency_key: event.idempotency_key,
+        summary: event.summary,
+        prev_hash: prev_hash.to_owned(),
+        hash: String::new(),
+    };
+    row.hash = chain_hash(prev_hash, &canonical(&row));
+    row
+}
 
 /// The exact bytes hashed for an event: every recorded field except the hashes, in a fixed
 /// order, as JSON with object keys sorted (so a database that reorders JSON keys, as
@@ -64,7 +93,6 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 mod tests {
     use super::*;
     use chrono::Utc;
-    use uuid::Uuid;
 
     fn event() -> audit_event::Model {
         audit_event::Model {

@@ -7,10 +7,9 @@ use sea_orm::{
     DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, Statement, sea_query::LockType,
 };
-use serde_json::json;
 use uuid::Uuid;
 
-use super::model::{GENESIS_HASH, canonical, chain_hash};
+use super::model::{GENESIS_HASH, canonical, chain_hash, link};
 use crate::error::AppError;
 use crate::kernel::{CommandContext, NewEvent};
 
@@ -30,28 +29,9 @@ pub async fn append(txn: &DatabaseTransaction, event: NewEvent) -> Result<i64, A
         .await?
         .ok_or_else(|| anyhow::anyhow!("the audit chain head row is missing"))?;
 
-    let mut row = audit_event::Model {
-        sequence: head.sequence + 1,
-        id: Uuid::now_v7(),
-        // From the clock: microseconds, what both databases store exactly, so the hash
-        // can be recomputed.
-        occurred_at: event.occurred_at,
-        actor_subject: event.actor_subject,
-        actor_roles: json!(event.actor_roles),
-        action: event.action,
-        subject_type: event.subject_type,
-        subject_id: event.subject_id,
-        request_id: event.request_id,
-        before: event.before,
-        after: event.after,
-        reason: event.reason,
-        correlation_id: event.correlation_id,
-        idempotency_key: event.idempotency_key,
-        summary: event.summary,
-        prev_hash: head.hash.clone(),
-        hash: String::new(),
-    };
-    row.hash = chain_hash(&head.hash, &canonical(&row));
+    // The id is v7 from the wall clock; `occurred_at` comes from the command's clock, in
+    // microseconds, what both databases store exactly, so the hash can be recomputed.
+    let row = link(event, head.sequence + 1, Uuid::now_v7(), &head.hash);
     let sequence = row.sequence;
     let hash = row.hash.clone();
     row.into_active_model().reset_all().insert(txn).await?;

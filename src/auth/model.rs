@@ -4,6 +4,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// Clock skew tolerated on `exp`, `nbf` and `iat`. Kept small: a generous leeway extends
+/// every token's life, revoked or not.
+pub const LEEWAY_SECONDS: u64 = 30;
+/// The same leeway, for comparing instants (`users::standing`).
+pub const LEEWAY: chrono::TimeDelta = chrono::TimeDelta::seconds(LEEWAY_SECONDS as i64);
+
 /// The claims Countersign reads from a token. `iss` and `aud` are checked by the verifier
 /// itself and are not needed afterwards.
 #[derive(Debug, Serialize, Deserialize)]

@@ -16,15 +16,9 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
 
-use super::model::Claims;
+use super::model::{Claims, LEEWAY_SECONDS};
 use crate::config::JwtConfig;
 use crate::kernel::{Identity, Viewer};
-
-/// Clock skew tolerated on `exp`, `nbf` and `iat`. Kept small: a generous leeway extends
-/// every token's life, revoked or not.
-const LEEWAY_SECONDS: u64 = 30;
-/// The same leeway, for comparing instants (`users::standing`).
-pub(crate) const LEEWAY: chrono::TimeDelta = chrono::TimeDelta::seconds(LEEWAY_SECONDS as i64);
 
 /// Why a presented token was refused. The client only ever sees UNAUTHENTICATED; the
 /// variant is for logs.

@@ -43,7 +43,7 @@ pub fn standing(row: &user::Model, issued_at: Option<DateTime<Utc>>) -> Result<(
         // before it, so it is refused too (signing in again waits out the leeway). When in
         // doubt, the revocation wins.
         match issued_at {
-            Some(iat) if iat > revoked_at + super::service::LEEWAY => {}
+            Some(iat) if iat > revoked_at + super::model::LEEWAY => {}
             _ => return Err(Refusal::SessionRevoked),
         }
     }

@@ -21,18 +21,23 @@
 //! with an `error` message (RATE_LIMITED) and the connection stays open.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Data, Request};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use super::AppState;
+use super::throttle::ConnectionSlot;
 use crate::access::Grants;
 use crate::auth::{AuthError, Identity, Viewer, users};
 use crate::error::AppError;
@@ -99,230 +104,329 @@ struct ClientMessage {
 /// Why the server closes: a code from the table above and a short reason.
 struct Close(u16, String);
 
+/// What a handler tells the loop: go on, or end the connection (with a close frame, or
+/// without one when the socket is already gone).
+type Step = ControlFlow<Option<Close>>;
+
+fn close(code: u16, reason: impl Into<String>) -> Step {
+    ControlFlow::Break(Some(Close(code, reason.into())))
+}
+
+fn invalid() -> Step {
+    close(4400, "Invalid message received")
+}
+
+/// Serves one socket until either side ends it. The loop only waits; each thing that can
+/// happen is one method of [`Connection`].
 pub async fn serve(
     state: AppState,
     dialect: Dialect,
     socket: WebSocket,
     peer: Option<std::net::IpAddr>,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let send_timeout = state.config.ws_send_timeout;
-    let room = Arc::new(Semaphore::new(OUTBOX_BYTES));
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
+    let (sink, mut stream) = socket.split();
+    let (messages, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let (overflow, mut slow_rx) = mpsc::channel::<()>(1);
     let mut news = state.bus.subscribe();
     let mut draining = state.draining.clone();
     let _open = state.metrics.in_gauge("countersign_websocket_connections");
     let _counted = OpenSocket::new(&state.sockets);
-    let mut slot = None;
-    let mut identity: Option<Identity> = None;
-    let mut init_seen = false;
-    let mut operations: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let outbox = Outbox {
+        messages,
+        room: Arc::new(Semaphore::new(OUTBOX_BYTES)),
+        timeout: state.config.ws_send_timeout,
+        overflow,
+    };
+    let mut conn = Connection::new(state, dialect, peer, sink, outbox);
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.tick().await;
-    let mut expiry: std::pin::Pin<Box<tokio::time::Sleep>> =
-        Box::pin(tokio::time::sleep(Duration::from_secs(u64::from(u32::MAX))));
 
-    let close = loop {
-        tokio::select! {
-            () = &mut init_deadline, if !init_seen => {
-                break Some(Close(4408, "Connection initialisation timeout".into()));
+    let ended = loop {
+        let step = tokio::select! {
+            () = &mut init_deadline, if !conn.init_seen => {
+                close(4408, "Connection initialisation timeout")
             }
-            () = &mut expiry, if identity.is_some() => {
-                break Some(Close(4403, "the token has expired".into()));
+            () = &mut conn.expiry, if conn.identity.is_some() => {
+                close(4403, "the token has expired")
             }
             changed = draining.changed() => {
-                let stopping = changed.is_err() || *draining.borrow_and_update();
-                if stopping {
-                    break Some(Close(1001, "the server is shutting down; reconnect".into()));
+                if changed.is_err() || *draining.borrow_and_update() {
+                    close(1001, "the server is shutting down; reconnect")
+                } else {
+                    ControlFlow::Continue(())
                 }
             }
-            _ = keep_alive.tick() => {
-                let ping = match dialect {
-                    Dialect::TransportWs => json!({ "type": "ping" }),
-                    Dialect::Legacy => json!({ "type": "ka" }),
-                };
-                if send(&mut sink, ping).await.is_err() {
-                    break None;
-                }
-            }
-            Some(Outgoing { text, room }) = out_rx.recv() => {
-                let sent = tokio::time::timeout(send_timeout, sink.send(Message::Text(text.into()))).await;
-                drop(room);
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => break Some(too_slow()),
-                }
-            }
-            Some(()) = slow_rx.recv() => break Some(too_slow()),
-            event = news.recv() => {
-                let subject = match &event {
-                    Ok(BusEvent::UserAccessChanged { subject }) => Some(subject.clone()),
-                    Err(broadcast::error::RecvError::Lagged(_)) => None,
-                    _ => continue,
-                };
-                if let Some(Identity::Authenticated(viewer)) = &identity {
-                    if subject.is_none_or(|s| s == viewer.subject) {
-                        if let Err(close) = check_standing(&state, viewer).await {
-                            break Some(close);
-                        }
-                    }
-                }
-            }
-            incoming = stream.next() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => {
-                        break Some(Close(4400, "binary messages are not part of the protocol".into()));
-                    }
-                    // The client left, or sent more than the message limit allows.
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
-                };
-                let message = match serde_json::from_str::<ClientMessage>(&text) {
-                    Ok(message) => message,
-                    Err(_) => break Some(Close(4400, "Invalid message received".into())),
-                };
-                let ClientMessage { kind, id, payload } = message;
-                match (dialect, kind.as_str()) {
-                    (_, "connection_init") => {
-                        if init_seen {
-                            break Some(Close(4429, "Too many initialisation requests".into()));
-                        }
-                        init_seen = true;
-                        match admit(&state, payload.as_ref()).await {
-                            Ok(admitted) => {
-                                if let Identity::Authenticated(viewer) = &admitted {
-                                    slot = state.throttle.connection(&viewer.subject);
-                                    if slot.is_none() {
-                                        break Some(Close(4430, "too many open connections for this user".into()));
-                                    }
-                                    let left = (viewer.expires_at - chrono::Utc::now())
-                                        .to_std()
-                                        .unwrap_or_default();
-                                    expiry = Box::pin(tokio::time::sleep(left));
-                                }
-                                identity = Some(admitted);
-                                if send(&mut sink, json!({ "type": "connection_ack" })).await.is_err() {
-                                    break None;
-                                }
-                            }
-                            Err(mut close) => {
-                                // A refused token counts against the address, as over HTTP.
-                                let limited = close.0 == 4403
-                                    && peer.is_some_and(|ip| state.throttle.address(ip).is_err());
-                                if limited {
-                                    state.metrics.increment("countersign_rate_limited_total", &[("scope", "address")]);
-                                    close = Close(4429, "Too many requests".into());
-                                }
-                                if dialect == Dialect::Legacy {
-                                    let error = json!({ "type": "connection_error", "payload": { "message": close.1 } });
-                                    let _ = send(&mut sink, error).await;
-                                }
-                                break Some(close);
-                            }
-                        }
-                    }
-                    (Dialect::TransportWs, "ping") => {
-                        let mut pong = json!({ "type": "pong" });
-                        if let Some(payload) = payload {
-                            pong["payload"] = payload;
-                        }
-                        if send(&mut sink, pong).await.is_err() {
-                            break None;
-                        }
-                    }
-                    (Dialect::TransportWs, "pong") => {}
-                    (Dialect::TransportWs, "subscribe") | (Dialect::Legacy, "start") => {
-                        let Some(identity) = &identity else {
-                            break Some(Close(4401, "Unauthorized".into()));
-                        };
-                        // Standing is read again for every operation, not only at init: a
-                        // user disabled since then gets nothing more from this socket.
-                        let mut grants = None;
-                        if let Identity::Authenticated(viewer) = identity {
-                            match check_standing(&state, viewer).await {
-                                Ok(admitted) => grants = Some(admitted),
-                                Err(close) => break Some(close),
-                            }
-                        }
-                        let (Some(id), Some(payload)) = (id, payload) else {
-                            break Some(Close(4400, "Invalid message received".into()));
-                        };
-                        if let Identity::Authenticated(viewer) = identity {
-                            if let Err(wait) = state.throttle.subject(&viewer.subject) {
-                                state.metrics.increment("countersign_rate_limited_total", &[("scope", "subject")]);
-                                let refused = AppError::RateLimited { retry_after: wait.seconds().max(1) };
-                                let error = json!({
-                                    "id": id,
-                                    "type": "error",
-                                    "payload": [refused.to_server_error()],
-                                });
-                                if send(&mut sink, error).await.is_err() {
-                                    break None;
-                                }
-                                continue;
-                            }
-                        }
-                        let Ok(request) = serde_json::from_value::<Request>(payload) else {
-                            break Some(Close(4400, "Invalid message received".into()));
-                        };
-                        operations.retain(|_, task| !task.is_finished());
-                        if operations.contains_key(&id) {
-                            break Some(Close(4409, format!("Subscriber for {id} already exists")));
-                        }
-                        if operations.len() >= MAX_SUBSCRIPTIONS {
-                            let error = json!({
-                                "id": id,
-                                "type": "error",
-                                "payload": [{
-                                    "message": format!("at most {MAX_SUBSCRIPTIONS} operations per connection"),
-                                    "extensions": { "code": "QUERY_REJECTED", "retryable": false },
-                                }],
-                            });
-                            if send(&mut sink, error).await.is_err() {
-                                break None;
-                            }
-                            continue;
-                        }
-                        let out = Outbox {
-                            messages: out_tx.clone(),
-                            room: room.clone(),
-                            timeout: send_timeout,
-                            overflow: slow_tx.clone(),
-                        };
-                        let task = run_operation(&state, dialect, identity.clone(), grants, id.clone(), request, out);
-                        operations.insert(id, task);
-                    }
-                    (Dialect::TransportWs, "complete") | (Dialect::Legacy, "stop") => {
-                        if let Some(task) = id.and_then(|id| operations.remove(&id)) {
-                            task.abort();
-                        }
-                    }
-                    (Dialect::Legacy, "connection_terminate") => break None,
-                    _ => break Some(Close(4400, "Invalid message received".into())),
-                }
-            }
+            _ = keep_alive.tick() => conn.keep_alive().await,
+            Some(outgoing) = out_rx.recv() => conn.deliver(outgoing).await,
+            Some(()) = slow_rx.recv() => ControlFlow::Break(Some(too_slow())),
+            event = news.recv() => conn.on_bus(event).await,
+            incoming = stream.next() => conn.on_frame(incoming).await,
+        };
+        if let ControlFlow::Break(ended) = step {
+            break ended;
         }
     };
+    conn.end(ended).await;
+}
 
-    for task in operations.values() {
-        task.abort();
+/// One socket's state: who it speaks for (once `connection_init` admitted them), the
+/// operations it runs, and where their messages go.
+struct Connection {
+    state: AppState,
+    dialect: Dialect,
+    peer: Option<std::net::IpAddr>,
+    sink: SplitSink<WebSocket, Message>,
+    outbox: Outbox,
+    init_seen: bool,
+    identity: Option<Identity>,
+    /// Held while open: the subject's share of `COUNTERSIGN_MAX_CONNECTIONS_PER_SUBJECT`.
+    slot: Option<ConnectionSlot>,
+    operations: HashMap<String, JoinHandle<()>>,
+    /// When the token expires; far away until a token is admitted.
+    expiry: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    fn new(
+        state: AppState,
+        dialect: Dialect,
+        peer: Option<std::net::IpAddr>,
+        sink: SplitSink<WebSocket, Message>,
+        outbox: Outbox,
+    ) -> Self {
+        Self {
+            state,
+            dialect,
+            peer,
+            sink,
+            outbox,
+            init_seen: false,
+            identity: None,
+            slot: None,
+            operations: HashMap::new(),
+            expiry: Box::pin(tokio::time::sleep(Duration::from_secs(u64::from(u32::MAX)))),
+        }
     }
-    drop(slot);
-    if let Some(Close(code, reason)) = close {
-        tracing::info!(code, reason, "closing a WebSocket");
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
+
+    /// Sends one protocol message straight to the socket; a failed send ends the
+    /// connection (the client is gone).
+    async fn send(&mut self, message: Value) -> Step {
+        match self
+            .sink
+            .send(Message::Text(message.to_string().into()))
+            .await
+        {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(None),
+        }
+    }
+
+    async fn keep_alive(&mut self) -> Step {
+        let ping = match self.dialect {
+            Dialect::TransportWs => json!({ "type": "ping" }),
+            Dialect::Legacy => json!({ "type": "ka" }),
         };
-        // A client too slow to read may not take the close frame either.
-        let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
+        self.send(ping).await
     }
-    let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+
+    /// Passes an operation's message to the socket, freeing its room in the outbox.
+    async fn deliver(&mut self, Outgoing { text, room }: Outgoing) -> Step {
+        let message = Message::Text(text.into());
+        let sent = tokio::time::timeout(self.outbox.timeout, self.sink.send(message)).await;
+        drop(room);
+        match sent {
+            Ok(Ok(())) => ControlFlow::Continue(()),
+            Ok(Err(_)) => ControlFlow::Break(None),
+            Err(_) => ControlFlow::Break(Some(too_slow())),
+        }
+    }
+
+    /// A change to someone's access: if it may be this socket's user (or the bus lagged
+    /// and cannot say), their standing is read again.
+    async fn on_bus(&mut self, event: Result<BusEvent, broadcast::error::RecvError>) -> Step {
+        let subject = match event {
+            Ok(BusEvent::UserAccessChanged { subject }) => Some(subject),
+            Err(broadcast::error::RecvError::Lagged(_)) => None,
+            _ => return ControlFlow::Continue(()),
+        };
+        let Some(Identity::Authenticated(viewer)) = &self.identity else {
+            return ControlFlow::Continue(());
+        };
+        if subject.is_some_and(|s| s != viewer.subject) {
+            return ControlFlow::Continue(());
+        }
+        match check_standing(&self.state, viewer).await {
+            Ok(_) => ControlFlow::Continue(()),
+            Err(refused) => ControlFlow::Break(Some(refused)),
+        }
+    }
+
+    /// A frame from the client, dispatched by message kind.
+    async fn on_frame(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Step {
+        let text = match incoming {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return ControlFlow::Continue(()),
+            Some(Ok(Message::Binary(_))) => {
+                return close(4400, "binary messages are not part of the protocol");
+            }
+            // The client left, or sent more than the message limit allows.
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return ControlFlow::Break(None),
+        };
+        let Ok(ClientMessage { kind, id, payload }) = serde_json::from_str(&text) else {
+            return invalid();
+        };
+        match (self.dialect, kind.as_str()) {
+            (_, "connection_init") => self.on_init(payload).await,
+            (Dialect::TransportWs, "ping") => self.on_ping(payload).await,
+            (Dialect::TransportWs, "pong") => ControlFlow::Continue(()),
+            (Dialect::TransportWs, "subscribe") | (Dialect::Legacy, "start") => {
+                self.on_subscribe(id, payload).await
+            }
+            (Dialect::TransportWs, "complete") | (Dialect::Legacy, "stop") => self.on_complete(id),
+            (Dialect::Legacy, "connection_terminate") => ControlFlow::Break(None),
+            _ => invalid(),
+        }
+    }
+
+    async fn on_init(&mut self, payload: Option<Value>) -> Step {
+        if self.init_seen {
+            return close(4429, "Too many initialisation requests");
+        }
+        self.init_seen = true;
+        let admitted = match admit(&self.state, payload.as_ref()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return self.refuse_init(refused).await,
+        };
+        if let Identity::Authenticated(viewer) = &admitted {
+            self.slot = self.state.throttle.connection(&viewer.subject);
+            if self.slot.is_none() {
+                return close(4430, "too many open connections for this user");
+            }
+            let left = (viewer.expires_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default();
+            self.expiry = Box::pin(tokio::time::sleep(left));
+        }
+        self.identity = Some(admitted);
+        self.send(json!({ "type": "connection_ack" })).await
+    }
+
+    async fn refuse_init(&mut self, mut refused: Close) -> Step {
+        // A refused token counts against the address, as over HTTP.
+        let limited = refused.0 == 4403
+            && self
+                .peer
+                .is_some_and(|ip| self.state.throttle.address(ip).is_err());
+        if limited {
+            self.state
+                .metrics
+                .increment("countersign_rate_limited_total", &[("scope", "address")]);
+            refused = Close(4429, "Too many requests".into());
+        }
+        if self.dialect == Dialect::Legacy {
+            let error = json!({ "type": "connection_error", "payload": { "message": refused.1 } });
+            // The close frame follows whether or not this arrives.
+            let _ = self.send(error).await;
+        }
+        ControlFlow::Break(Some(refused))
+    }
+
+    async fn on_ping(&mut self, payload: Option<Value>) -> Step {
+        let mut pong = json!({ "type": "pong" });
+        if let Some(payload) = payload {
+            pong["payload"] = payload;
+        }
+        self.send(pong).await
+    }
+
+    async fn on_subscribe(&mut self, id: Option<String>, payload: Option<Value>) -> Step {
+        let Some(identity) = self.identity.clone() else {
+            return close(4401, "Unauthorized");
+        };
+        // Standing is read again for every operation, not only at init: a user disabled
+        // since then gets nothing more from this socket.
+        let mut grants = None;
+        if let Identity::Authenticated(viewer) = &identity {
+            match check_standing(&self.state, viewer).await {
+                Ok(admitted) => grants = Some(admitted),
+                Err(refused) => return ControlFlow::Break(Some(refused)),
+            }
+        }
+        let (Some(id), Some(payload)) = (id, payload) else {
+            return invalid();
+        };
+        if let Identity::Authenticated(viewer) = &identity {
+            if let Err(wait) = self.state.throttle.subject(&viewer.subject) {
+                self.state
+                    .metrics
+                    .increment("countersign_rate_limited_total", &[("scope", "subject")]);
+                let refused = AppError::RateLimited {
+                    retry_after: wait.seconds().max(1),
+                };
+                return self.refuse_operation(&id, refused).await;
+            }
+        }
+        let Ok(request) = serde_json::from_value::<Request>(payload) else {
+            return invalid();
+        };
+        self.operations.retain(|_, task| !task.is_finished());
+        if self.operations.contains_key(&id) {
+            return close(4409, format!("Subscriber for {id} already exists"));
+        }
+        if self.operations.len() >= MAX_SUBSCRIPTIONS {
+            let refused = AppError::QueryRejected(format!(
+                "at most {MAX_SUBSCRIPTIONS} operations per connection"
+            ));
+            return self.refuse_operation(&id, refused).await;
+        }
+        let out = self.outbox.clone();
+        let task = run_operation(
+            &self.state,
+            self.dialect,
+            identity,
+            grants,
+            id.clone(),
+            request,
+            out,
+        );
+        self.operations.insert(id, task);
+        ControlFlow::Continue(())
+    }
+
+    /// Answers one operation with an `error` message; the connection stays open.
+    async fn refuse_operation(&mut self, id: &str, refused: AppError) -> Step {
+        let error = json!({ "id": id, "type": "error", "payload": [refused.to_server_error()] });
+        self.send(error).await
+    }
+
+    fn on_complete(&mut self, id: Option<String>) -> Step {
+        if let Some(task) = id.and_then(|id| self.operations.remove(&id)) {
+            task.abort();
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Stops every operation, gives back the subject's slot and closes the socket.
+    async fn end(mut self, ended: Option<Close>) {
+        for task in self.operations.values() {
+            task.abort();
+        }
+        drop(self.slot.take());
+        let timeout = self.outbox.timeout;
+        if let Some(Close(code, reason)) = ended {
+            tracing::info!(code, reason, "closing a WebSocket");
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // A client too slow to read may not take the close frame either.
+            let _ =
+                tokio::time::timeout(timeout, self.sink.send(Message::Close(Some(frame)))).await;
+        }
+        let _ = tokio::time::timeout(timeout, self.sink.close()).await;
+    }
 }
 
 /// One open socket in `AppState::sockets`, until dropped.
@@ -355,6 +459,7 @@ struct Outgoing {
 
 /// Where an operation's messages go: the connection's outbox, bounded in bytes; when it
 /// stays full the operation stops and asks for the connection to be closed.
+#[derive(Clone)]
 struct Outbox {
     messages: mpsc::UnboundedSender<Outgoing>,
     room: Arc<Semaphore>,
@@ -394,13 +499,6 @@ struct OperationMessage<'a, P> {
     kind: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<P>,
-}
-
-async fn send(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    message: Value,
-) -> Result<(), axum::Error> {
-    sink.send(Message::Text(message.to_string().into())).await
 }
 
 /// Authenticates the `connection_init` payload: `{"Authorization": "Bearer …"}`.

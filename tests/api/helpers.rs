@@ -498,3 +498,54 @@ impl TestApp {
             .expect("GET")
     }
 }
+
+/// How long [`eventually`] waits before it fails a test: long enough for a loaded CI
+/// machine, short enough that a hang is reported with its reason rather than killed.
+pub const EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// Polls `probe` every 25 ms until it returns `Some`, and fails the test, naming `what`,
+/// after [`EVENTUALLY`]. The one way a test waits for something that happens on its own.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {EVENTUALLY:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl TestApp {
+    /// Rounds of the background job `job` this replica has finished, failed ones included.
+    pub async fn job_rounds(&self, job: &str) -> f64 {
+        let label = format!("job=\"{job}\"");
+        let mut rounds = 0.0;
+        for outcome in ["outcome=\"ok\"", "outcome=\"failed\""] {
+            let runs = self
+                .metric("countersign_job_runs_total", &[&label, outcome])
+                .await;
+            rounds += runs.unwrap_or(0.0);
+        }
+        rounds
+    }
+
+    /// A fence: returns once `job` has finished two more rounds than when called. The second
+    /// of them started after the call, so it has seen everything committed before it; what
+    /// it did not do by then, it will not do. Tests assert "nothing happened" after this,
+    /// never after a sleep.
+    pub async fn job_rounds_pass(&self, job: &str) {
+        let from = self.job_rounds(job).await;
+        eventually(&format!("two rounds of {job}"), || async move {
+            (self.job_rounds(job).await >= from + 2.0).then_some(())
+        })
+        .await;
+    }
+}

@@ -55,44 +55,72 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
-plain_tests! {
-    async fn the_runbook_and_alerts_name_only_metrics_the_server_exports() {
-        let source = source_text();
-        let (alerts, runbook) = (read("docs/alerts.yml"), read("docs/RUNBOOK.md"));
-        let named: BTreeSet<String> = metric_names(&alerts).into_iter().chain(metric_names(&runbook)).collect();
-        assert!(named.len() > 10, "{named:?}");
-        let missing: Vec<&String> = named.iter().filter(|n| !source.contains(&format!("\"{n}\""))).collect();
-        assert!(missing.is_empty(), "named in the runbook or alerts but never exported: {missing:?}");
-    }
+plain_tests!(
+    the_runbook_and_alerts_name_only_metrics_the_server_exports,
+    every_alert_links_a_runbook_section_that_exists,
+    promtool_accepts_the_alert_rules_where_it_is_installed
+);
 
-    async fn every_alert_links_a_runbook_section_that_exists() {
-        let runbook = read("docs/RUNBOOK.md");
-        let anchors: BTreeSet<String> = runbook
-            .lines()
-            .filter_map(|line| line.strip_prefix("## "))
-            .map(anchor)
-            .collect();
-        let alerts = read("docs/alerts.yml");
-        let links: Vec<&str> = alerts
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("runbook: \"docs/RUNBOOK.md#"))
-            .map(|rest| rest.trim_end_matches('"'))
-            .collect();
-        assert_eq!(links.len(), alerts.matches("- alert:").count(), "every alert has a runbook link");
-        for link in links {
-            assert!(anchors.contains(link), "no section #{link} in docs/RUNBOOK.md ({anchors:?})");
-        }
-    }
+async fn the_runbook_and_alerts_name_only_metrics_the_server_exports() {
+    let source = source_text();
+    let (alerts, runbook) = (read("docs/alerts.yml"), read("docs/RUNBOOK.md"));
+    let named: BTreeSet<String> = metric_names(&alerts)
+        .into_iter()
+        .chain(metric_names(&runbook))
+        .collect();
+    assert!(named.len() > 10, "{named:?}");
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|n| !source.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named in the runbook or alerts but never exported: {missing:?}"
+    );
+}
 
-    async fn promtool_accepts_the_alert_rules_where_it_is_installed() {
-        let Ok(output) = std::process::Command::new("promtool")
-            .args(["check", "rules", concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerts.yml")])
-            .output()
-        else {
-            // CI installs Debian's prometheus package and checks the file itself too.
-            eprintln!("promtool is not installed; .ci/run checks docs/alerts.yml with it");
-            return;
-        };
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+async fn every_alert_links_a_runbook_section_that_exists() {
+    let runbook = read("docs/RUNBOOK.md");
+    let anchors: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .map(anchor)
+        .collect();
+    let alerts = read("docs/alerts.yml");
+    let links: Vec<&str> = alerts
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("runbook: \"docs/RUNBOOK.md#"))
+        .map(|rest| rest.trim_end_matches('"'))
+        .collect();
+    assert_eq!(
+        links.len(),
+        alerts.matches("- alert:").count(),
+        "every alert has a runbook link"
+    );
+    for link in links {
+        assert!(
+            anchors.contains(link),
+            "no section #{link} in docs/RUNBOOK.md ({anchors:?})"
+        );
     }
+}
+
+async fn promtool_accepts_the_alert_rules_where_it_is_installed() {
+    let Ok(output) = std::process::Command::new("promtool")
+        .args([
+            "check",
+            "rules",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerts.yml"),
+        ])
+        .output()
+    else {
+        // CI installs Debian's prometheus package and checks the file itself too.
+        eprintln!("promtool is not installed; .ci/run checks docs/alerts.yml with it");
+        return;
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::TestDatabase;
+use crate::helpers::{Backend, TestDatabase};
 use crate::lifecycle_helpers::{decide_mutation, refund, submit_mutation};
 
 /// A `countersign serve` child and what its banner said.
@@ -146,29 +146,54 @@ impl SlowRequest {
     }
 }
 
-backend_tests! {
-    async fn sigterm_lets_in_flight_requests_finish_closes_sockets_with_1001_and_exits_0(backend) {
-        let database = TestDatabase::create(backend).await;
-        let cwd = scratch_dir();
-        let mut served = serve(&database.url, &cwd).await;
-        let (alice, frank) = (served.tokens["alice"].clone(), served.tokens["frank"].clone());
+backend_tests!(
+    sigterm_lets_in_flight_requests_finish_closes_sockets_with_1001_and_exits_0,
+    kill_9_during_approvals_loses_nothing_acknowledged_and_keys_replay_after_restart
+);
 
-        let url = format!("{}/graphql/ws", served.address.replacen("http", "ws", 1));
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
-        socket.send(Message::Text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {frank}") } }).to_string().into())).await.unwrap();
-        assert!(matches!(socket.next().await, Some(Ok(Message::Text(_)))), "an ack");
+async fn sigterm_lets_in_flight_requests_finish_closes_sockets_with_1001_and_exits_0(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let cwd = scratch_dir();
+    let mut served = serve(&database.url, &cwd).await;
+    let (alice, frank) = (
+        served.tokens["alice"].clone(),
+        served.tokens["frank"].clone(),
+    );
 
-        // Load from other clients while the in-flight requests wait for their bodies.
-        let load = (0..4).map(|n| {
+    let url = format!("{}/graphql/ws", served.address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    socket.send(Message::Text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {frank}") } }).to_string().into())).await.unwrap();
+    assert!(
+        matches!(socket.next().await, Some(Ok(Message::Text(_)))),
+        "an ack"
+    );
+
+    // Load from other clients while the in-flight requests wait for their bodies.
+    let load = (0..4)
+        .map(|n| {
             let (address, alice) = (served.address.clone(), alice.clone());
             tokio::spawn(async move {
                 let mut answered = 0;
                 for i in 0.. {
                     let mut input = refund("12.00");
                     input["idempotencyKey"] = json!(format!("load-{n}-{i}"));
-                    match graphql(&address, &alice, &submit_mutation(), json!({ "input": input })).await {
+                    match graphql(
+                        &address,
+                        &alice,
+                        &submit_mutation(),
+                        json!({ "input": input }),
+                    )
+                    .await
+                    {
                         Ok(body) => {
                             assert!(body["errors"].is_null(), "{body}");
                             answered += 1;
@@ -180,104 +205,170 @@ backend_tests! {
                 }
                 answered
             })
-        }).collect::<Vec<_>>();
-        let mut in_flight = Vec::new();
-        for n in 0..3 {
-            let mut input = refund("30.00");
-            input["idempotencyKey"] = json!(format!("in-flight-{n}"));
-            let body = json!({ "query": submit_mutation(), "variables": { "input": input } });
-            in_flight.push(start_slow_request(&served.address, &alice, &body).await);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        signal(&served.child, "-TERM");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        })
+        .collect::<Vec<_>>();
+    let mut in_flight = Vec::new();
+    for n in 0..3 {
+        let mut input = refund("30.00");
+        input["idempotencyKey"] = json!(format!("in-flight-{n}"));
+        let body = json!({ "query": submit_mutation(), "variables": { "input": input } });
+        in_flight.push(start_slow_request(&served.address, &alice, &body).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&served.child, "-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
-        for request in in_flight {
-            let (status, body) = request.finish().await;
-            assert!(status.contains("200"), "an in-flight request is answered after SIGTERM: {status} {body}");
-            assert_eq!(body["data"]["submitRequest"]["request"]["status"], "PENDING", "{body}");
+    for request in in_flight {
+        let (status, body) = request.finish().await;
+        assert!(
+            status.contains("200"),
+            "an in-flight request is answered after SIGTERM: {status} {body}"
+        );
+        assert_eq!(
+            body["data"]["submitRequest"]["request"]["status"], "PENDING",
+            "{body}"
+        );
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = socket.next().await {
+            if let Ok(Message::Close(frame)) = frame {
+                return frame.map(|f| u16::from(f.code));
+            }
         }
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(frame) = socket.next().await {
-                if let Ok(Message::Close(frame)) = frame {
-                    return frame.map(|f| u16::from(f.code));
+        None
+    })
+    .await
+    .expect("the socket closes within 10 s");
+    assert_eq!(closed, Some(1001));
+    let exit = tokio::time::timeout(Duration::from_secs(30), served.child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert!(exit.success(), "exit 0 after SIGTERM, got {exit}");
+    let mut answered = 0;
+    for worker in load {
+        answered += worker.await.unwrap();
+    }
+    assert!(answered > 0, "the load ran");
+
+    // Everything acknowledged is there after a restart.
+    let served = serve(&database.url, &cwd).await;
+    let listed = graphql(
+        &served.address,
+        &served.tokens["grace"],
+        "{ requests(first: 100) { edges { node { id } } } verifyAuditChain { ok } }",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let stored = listed["data"]["requests"]["edges"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        stored >= answered + 3,
+        "{stored} stored, {answered} + 3 acknowledged"
+    );
+    assert_eq!(listed["data"]["verifyAuditChain"]["ok"], true);
+    std::fs::remove_dir_all(cwd).ok();
+}
+
+async fn kill_9_during_approvals_loses_nothing_acknowledged_and_keys_replay_after_restart(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let cwd = scratch_dir();
+    let mut served = serve(&database.url, &cwd).await;
+    let (alice, bob) = (served.tokens["alice"].clone(), served.tokens["bob"].clone());
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let body = graphql(
+            &served.address,
+            &alice,
+            &submit_mutation(),
+            json!({ "input": refund(&format!("{}.00", 20 + n)) }),
+        )
+        .await
+        .unwrap();
+        ids.push(
+            body["data"]["submitRequest"]["request"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let approve = decide_mutation("approveRequest");
+    let workers = ids.chunks(5).map(|chunk| {
+        let (address, bob, approve, chunk) = (served.address.clone(), bob.clone(), approve.clone(), chunk.to_vec());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for id in chunk {
+                let input = json!({ "input": { "id": id, "comment": "ok", "idempotencyKey": format!("approve-{id}") } });
+                match graphql(&address, &bob, &approve, input).await {
+                    Ok(body) if body["errors"].is_null() => acknowledged.push(id),
+                    _ => return acknowledged,
                 }
             }
-            None
-        }).await.expect("the socket closes within 10 s");
-        assert_eq!(closed, Some(1001));
-        let exit = tokio::time::timeout(Duration::from_secs(30), served.child.wait()).await.expect("exits").expect("wait");
-        assert!(exit.success(), "exit 0 after SIGTERM, got {exit}");
-        let mut answered = 0;
-        for worker in load {
-            answered += worker.await.unwrap();
-        }
-        assert!(answered > 0, "the load ran");
-
-        // Everything acknowledged is there after a restart.
-        let served = serve(&database.url, &cwd).await;
-        let listed = graphql(&served.address, &served.tokens["grace"], "{ requests(first: 100) { edges { node { id } } } verifyAuditChain { ok } }", json!({})).await.unwrap();
-        let stored = listed["data"]["requests"]["edges"].as_array().unwrap().len();
-        assert!(stored >= answered + 3, "{stored} stored, {answered} + 3 acknowledged");
-        assert_eq!(listed["data"]["verifyAuditChain"]["ok"], true);
-        std::fs::remove_dir_all(cwd).ok();
+            acknowledged
+        })
+    }).collect::<Vec<_>>();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    signal(&served.child, "-KILL");
+    let _ = served.child.wait().await;
+    let mut acknowledged = Vec::new();
+    for worker in workers {
+        acknowledged.extend(worker.await.unwrap());
     }
+    eprintln!(
+        "kill -9 after {} of {} approvals were acknowledged",
+        acknowledged.len(),
+        ids.len()
+    );
 
-    async fn kill_9_during_approvals_loses_nothing_acknowledged_and_keys_replay_after_restart(backend) {
-        let database = TestDatabase::create(backend).await;
-        let cwd = scratch_dir();
-        let mut served = serve(&database.url, &cwd).await;
-        let (alice, bob) = (served.tokens["alice"].clone(), served.tokens["bob"].clone());
-        let mut ids = Vec::new();
-        for n in 0..40 {
-            let body = graphql(&served.address, &alice, &submit_mutation(), json!({ "input": refund(&format!("{}.00", 20 + n)) })).await.unwrap();
-            ids.push(body["data"]["submitRequest"]["request"]["id"].as_str().unwrap().to_owned());
-        }
-        let approve = decide_mutation("approveRequest");
-        let workers = ids.chunks(5).map(|chunk| {
-            let (address, bob, approve, chunk) = (served.address.clone(), bob.clone(), approve.clone(), chunk.to_vec());
-            tokio::spawn(async move {
-                let mut acknowledged = Vec::new();
-                for id in chunk {
-                    let input = json!({ "input": { "id": id, "comment": "ok", "idempotencyKey": format!("approve-{id}") } });
-                    match graphql(&address, &bob, &approve, input).await {
-                        Ok(body) if body["errors"].is_null() => acknowledged.push(id),
-                        _ => return acknowledged,
-                    }
-                }
-                acknowledged
-            })
-        }).collect::<Vec<_>>();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        signal(&served.child, "-KILL");
-        let _ = served.child.wait().await;
-        let mut acknowledged = Vec::new();
-        for worker in workers {
-            acknowledged.extend(worker.await.unwrap());
-        }
-        eprintln!("kill -9 after {} of {} approvals were acknowledged", acknowledged.len(), ids.len());
-
-        let served = serve(&database.url, &cwd).await;
-        let bob = served.tokens["bob"].clone();
-        let status = "query($id: ID!) { request(id: $id) { status decisions { approver { subject } } } }";
-        for id in &acknowledged {
-            let seen = graphql(&served.address, &bob, status, json!({ "id": id })).await.unwrap();
-            assert_eq!(seen["data"]["request"]["status"], "APPROVED", "acknowledged {id} survived: {seen}");
-        }
-        // Every key again: the acknowledged replay; the rest run now or replay what
-        // committed just before the kill. Either way each request is decided once.
-        for id in &ids {
-            let input = json!({ "input": { "id": id, "comment": "ok", "idempotencyKey": format!("approve-{id}") } });
-            let again = graphql(&served.address, &bob, &approve, input).await.unwrap();
-            assert!(again["errors"].is_null(), "{again}");
-            if acknowledged.contains(id) {
-                assert_eq!(again["data"]["approveRequest"]["replayed"], true, "{again}");
-            }
-            let seen = graphql(&served.address, &bob, status, json!({ "id": id })).await.unwrap();
-            assert_eq!(seen["data"]["request"]["decisions"].as_array().unwrap().len(), 1, "{seen}");
-        }
-        let chain = graphql(&served.address, &served.tokens["frank"], "{ verifyAuditChain { ok checked } }", json!({})).await.unwrap();
-        assert_eq!(chain["data"]["verifyAuditChain"]["ok"], true, "{chain}");
-        std::fs::remove_dir_all(cwd).ok();
+    let served = serve(&database.url, &cwd).await;
+    let bob = served.tokens["bob"].clone();
+    let status =
+        "query($id: ID!) { request(id: $id) { status decisions { approver { subject } } } }";
+    for id in &acknowledged {
+        let seen = graphql(&served.address, &bob, status, json!({ "id": id }))
+            .await
+            .unwrap();
+        assert_eq!(
+            seen["data"]["request"]["status"], "APPROVED",
+            "acknowledged {id} survived: {seen}"
+        );
     }
+    // Every key again: the acknowledged replay; the rest run now or replay what
+    // committed just before the kill. Either way each request is decided once.
+    for id in &ids {
+        let input = json!({ "input": { "id": id, "comment": "ok", "idempotencyKey": format!("approve-{id}") } });
+        let again = graphql(&served.address, &bob, &approve, input)
+            .await
+            .unwrap();
+        assert!(again["errors"].is_null(), "{again}");
+        if acknowledged.contains(id) {
+            assert_eq!(again["data"]["approveRequest"]["replayed"], true, "{again}");
+        }
+        let seen = graphql(&served.address, &bob, status, json!({ "id": id }))
+            .await
+            .unwrap();
+        assert_eq!(
+            seen["data"]["request"]["decisions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "{seen}"
+        );
+    }
+    let chain = graphql(
+        &served.address,
+        &served.tokens["frank"],
+        "{ verifyAuditChain { ok checked } }",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(chain["data"]["verifyAuditChain"]["ok"], true, "{chain}");
+    std::fs::remove_dir_all(cwd).ok();
 }

@@ -72,199 +72,281 @@ pub async fn next_event(socket: &mut Socket, within: Duration) -> Option<Value> 
 /// slow, and how fast events arrive is measured by the benchmarks, not asserted here.
 pub const WITHIN: Duration = Duration::from_secs(10);
 
-backend_tests! {
-    async fn a_committed_change_reaches_a_subscriber_who_may_see_it(backend) {
-        let app = spawn_app(backend).await;
-        // From the start of the (fresh) log: deterministic, whenever the subscription starts.
-        let mut bob = subscribe(&app, &app.token_for(Persona::Bob), Some("0"), json!(null)).await;
-        let request = submit(&app, Persona::Alice, refund("250.00")).await;
-        let event = next_event(&mut bob, WITHIN).await.expect("SUBMITTED");
-        assert_eq!(event["kind"], "SUBMITTED");
-        assert_eq!(event["request"]["id"], request["id"]);
-        assert_eq!(event["request"]["status"], "PENDING");
-        assert_eq!(event["actor"]["subject"], "alice");
+backend_tests!(
+    a_committed_change_reaches_a_subscriber_who_may_see_it,
+    resuming_after_a_cursor_delivers_exactly_what_was_missed_in_order,
+    the_feed_cursor_read_before_a_list_lets_a_later_subscription_miss_nothing,
+    a_support_user_never_receives_other_peoples_refunds,
+    filters_narrow_the_events
+);
 
-        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
-        let event = next_event(&mut bob, WITHIN).await.expect("APPROVED");
-        assert_eq!(event["kind"], "APPROVED");
-        assert_eq!(event["request"]["status"], "APPROVED");
-        assert_eq!(event["request"]["version"], 2);
+async fn a_committed_change_reaches_a_subscriber_who_may_see_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // From the start of the (fresh) log: deterministic, whenever the subscription starts.
+    let mut bob = subscribe(&app, &app.token_for(Persona::Bob), Some("0"), json!(null)).await;
+    let request = submit(&app, Persona::Alice, refund("250.00")).await;
+    let event = next_event(&mut bob, WITHIN).await.expect("SUBMITTED");
+    assert_eq!(event["kind"], "SUBMITTED");
+    assert_eq!(event["request"]["id"], request["id"]);
+    assert_eq!(event["request"]["status"], "PENDING");
+    assert_eq!(event["actor"]["subject"], "alice");
+
+    approve_with(&app, &app.token_for(Persona::Bob), &request["id"])
+        .await
+        .expect_ok();
+    let event = next_event(&mut bob, WITHIN).await.expect("APPROVED");
+    assert_eq!(event["kind"], "APPROVED");
+    assert_eq!(event["request"]["status"], "APPROVED");
+    assert_eq!(event["request"]["version"], 2);
+}
+
+async fn resuming_after_a_cursor_delivers_exactly_what_was_missed_in_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob_token = app.token_for(Persona::Bob);
+    let mut bob = subscribe(&app, &bob_token, Some("0"), json!(null)).await;
+    let first = submit(&app, Persona::Alice, refund("250.00")).await;
+    let seen = next_event(&mut bob, WITHIN).await.expect("the first event");
+    drop(bob);
+
+    let second = submit(&app, Persona::Alice, refund("260.00")).await;
+    let third = submit(&app, Persona::Alice, refund("270.00")).await;
+    approve_with(&app, &app.token_for(Persona::Carol), &first["id"])
+        .await
+        .expect_ok();
+
+    let cursor = seen["cursor"].as_str().expect("a cursor").to_owned();
+    let mut resumed = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let event = next_event(&mut resumed, WITHIN)
+            .await
+            .expect("a missed event");
+        got.push((
+            event["kind"].as_str().unwrap().to_owned(),
+            event["request"]["id"].clone(),
+        ));
     }
-
-    async fn resuming_after_a_cursor_delivers_exactly_what_was_missed_in_order(backend) {
-        let app = spawn_app(backend).await;
-        let bob_token = app.token_for(Persona::Bob);
-        let mut bob = subscribe(&app, &bob_token, Some("0"), json!(null)).await;
-        let first = submit(&app, Persona::Alice, refund("250.00")).await;
-        let seen = next_event(&mut bob, WITHIN).await.expect("the first event");
-        drop(bob);
-
-        let second = submit(&app, Persona::Alice, refund("260.00")).await;
-        let third = submit(&app, Persona::Alice, refund("270.00")).await;
-        approve_with(&app, &app.token_for(Persona::Carol), &first["id"]).await.expect_ok();
-
-        let cursor = seen["cursor"].as_str().expect("a cursor").to_owned();
-        let mut resumed = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            let event = next_event(&mut resumed, WITHIN).await.expect("a missed event");
-            got.push((event["kind"].as_str().unwrap().to_owned(), event["request"]["id"].clone()));
-        }
-        assert_eq!(got, [
+    assert_eq!(
+        got,
+        [
             ("SUBMITTED".to_owned(), second["id"].clone()),
             ("SUBMITTED".to_owned(), third["id"].clone()),
             ("APPROVED".to_owned(), first["id"].clone()),
-        ]);
-        assert_eq!(next_event(&mut resumed, Duration::from_millis(500)).await, None, "no duplicate");
-    }
-
-    async fn the_feed_cursor_read_before_a_list_lets_a_later_subscription_miss_nothing(backend) {
-        let app = spawn_app(backend).await;
-        let bob_token = app.token_for(Persona::Bob);
-        submit(&app, Persona::Alice, refund("10.00")).await;
-        let read = app.graphql(Some(&bob_token), "{ requestEventsCursor }", json!({})).await;
-        let cursor = read.expect_ok()["requestEventsCursor"].as_str().expect("a cursor").to_owned();
-        // Committed after the read, before anyone subscribed.
-        let between = submit(&app, Persona::Alice, refund("20.00")).await;
-        let mut bob = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
-        let event = next_event(&mut bob, WITHIN).await.expect("the change in between");
-        assert_eq!(event["request"]["id"], between["id"]);
-        assert_eq!(next_event(&mut bob, Duration::from_millis(300)).await, None, "nothing older");
-        let anonymous = app.graphql(None, "{ requestEventsCursor }", json!({})).await;
-        assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
-    }
-
-    async fn a_support_user_never_receives_other_peoples_refunds(backend) {
-        let app = spawn_app(backend).await;
-        let mut alice = subscribe(&app, &app.token_for(Persona::Alice), Some("0"), json!(null)).await;
-        let sam = token_as(&app, "sam", &["support"]);
-        let theirs = submit_with(&app, &sam, refund("250.00")).await;
-        theirs.expect_ok();
-        let mine = submit(&app, Persona::Alice, refund("99.00")).await;
-        let event = next_event(&mut alice, WITHIN).await.expect("her own event");
-        assert_eq!(event["request"]["id"], mine["id"], "the first event she gets is her own");
-    }
-
-    async fn filters_narrow_the_events(backend) {
-        let app = spawn_app(backend).await;
-        let request = submit(&app, Persona::Alice, refund("250.00")).await;
-        let frank = app.token_for(Persona::Frank);
-        let mut approved_only = subscribe(&app, &frank, Some("0"), json!({ "status": "APPROVED" })).await;
-        let mut this_one = subscribe(&app, &frank, Some("0"), json!({ "requestId": request["id"] })).await;
-        submit(&app, Persona::Alice, access_grant()).await;
-        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
-        let event = next_event(&mut approved_only, WITHIN).await.expect("the approval");
-        assert_eq!(event["kind"], "APPROVED");
-        let kinds: Vec<Value> = vec![
-            next_event(&mut this_one, WITHIN).await.expect("submitted")["kind"].clone(),
-            next_event(&mut this_one, WITHIN).await.expect("approved")["kind"].clone(),
-        ];
-        assert_eq!(kinds, [json!("SUBMITTED"), json!("APPROVED")]);
-    }
+        ]
+    );
+    // Events arrive in order: the next one after a later change is that change, not a
+    // duplicate of what came before.
+    let fourth = submit(&app, Persona::Alice, refund("280.00")).await;
+    let next = next_event(&mut resumed, WITHIN)
+        .await
+        .expect("the later change");
+    assert_eq!(next["request"]["id"], fourth["id"], "no duplicate");
 }
 
-postgres_tests! {
-    /// Replicas share one database only on PostgreSQL.
-    async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_on_postgres() {
-        let a = spawn_app(Backend::Postgres).await;
-        let b = spawn_replica(&a).await;
-        let request = submit(&b, Persona::Alice, refund("250.00")).await;
-        let mut on_a = subscribe(&a, &a.token_for(Persona::Frank), Some("0"), json!(null)).await;
-        assert_eq!(
-            next_event(&mut on_a, WITHIN).await.expect("the submission")["kind"],
-            "SUBMITTED"
-        );
-        approve_with(&b, &b.token_for(Persona::Bob), &request["id"])
-            .await
-            .expect_ok();
-        let event = next_event(&mut on_a, WITHIN)
-            .await
-            .expect("the approval, within a second");
-        assert_eq!(event["kind"], "APPROVED");
-    }
-}
-
-backend_tests! {
-    async fn a_revoked_permission_stops_deliveries_without_a_reconnect(backend) {
-        let app = spawn_app(backend).await;
-        let frank = app.token_for(Persona::Frank);
-        let mut auditor = subscribe(&app, &frank, Some("0"), json!(null)).await;
-        let seen = submit(&app, Persona::Alice, refund("250.00")).await;
-        let event = next_event(&mut auditor, WITHIN).await.expect("seen while granted");
-        assert_eq!(event["request"]["id"], seen["id"]);
-
-        let view_all = json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } });
-        app.graphql_as(Persona::Grace, REVOKE, view_all.clone()).await.expect_ok();
-        submit(&app, Persona::Alice, refund("260.00")).await;
-        assert_eq!(next_event(&mut auditor, Duration::from_millis(1500)).await, None, "nothing after the revocation");
-
-        app.graphql_as(Persona::Grace, GRANT, view_all).await.expect_ok();
-        let later = submit(&app, Persona::Alice, refund("270.00")).await;
-        let event = next_event(&mut auditor, WITHIN).await.expect("seen once granted again");
-        assert_eq!(event["request"]["id"], later["id"], "the one submitted while revoked stays unseen");
-    }
-
-    async fn subscribers_with_the_same_selection_share_one_resolution_per_event(backend) {
-        let app = spawn_app(backend).await;
-        let request = submit(&app, Persona::Alice, refund("250.00")).await;
-        let frank = app.token_for(Persona::Frank);
-        let mut sockets = futures_util::future::join_all((0..60).map(|_| subscribe(&app, &frank, Some("0"), json!(null)))).await;
-        // Each has caught up (the submission), so the server is quiet again.
-        for socket in &mut sockets {
-            let event = next_event(socket, WITHIN).await.expect("the submission");
-            assert_eq!(event["kind"], "SUBMITTED");
-        }
-        let before = db_statements(&app).await;
-        approve_with(&app, &app.token_for(Persona::Bob), &request["id"]).await.expect_ok();
-        for socket in &mut sockets {
-            let event = next_event(socket, WITHIN).await.expect("the approval");
-            assert_eq!(event["kind"], "APPROVED");
-            assert_eq!(event["actor"]["subject"], "bob");
-        }
-        let spent = db_statements(&app).await - before;
-        // The approval, the feed's read, one resolution (the actor's row) and the periodic
-        // checks: a statement per subscriber would be 60 more.
-        assert!(spent < 40, "{spent} statements for one event to 60 subscribers");
-    }
-}
-
-backend_tests! {
-    async fn a_thousand_subscribers_on_one_node_all_receive_an_event(backend) {
-        let app = spawn_app(backend).await;
-        let token = app.token_for(Persona::Frank);
-        let mut sockets = Vec::with_capacity(1000);
-        for chunk in 0..10 {
-            let opened = futures_util::future::join_all((0..100).map(|_| subscribe(&app, &token, Some("0"), json!(null)))).await;
-            sockets.extend(opened);
-            assert_eq!(sockets.len(), (chunk + 1) * 100);
-        }
-        let request = submit(&app, Persona::Alice, refund("250.00")).await;
-        let received = futures_util::future::join_all(sockets.iter_mut().map(|socket| {
-            let id = request["id"].clone();
-            async move {
-                next_event(socket, Duration::from_secs(60))
-                    .await
-                    .is_some_and(|event| event["request"]["id"] == id)
-            }
-        }))
+async fn the_feed_cursor_read_before_a_list_lets_a_later_subscription_miss_nothing(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let bob_token = app.token_for(Persona::Bob);
+    submit(&app, Persona::Alice, refund("10.00")).await;
+    let read = app
+        .graphql(Some(&bob_token), "{ requestEventsCursor }", json!({}))
         .await;
-        let count = received.iter().filter(|got| **got).count();
-        assert_eq!(count, 1000, "every subscriber received the event");
-    }
+    let cursor = read.expect_ok()["requestEventsCursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    // Committed after the read, before anyone subscribed.
+    let between = submit(&app, Persona::Alice, refund("20.00")).await;
+    let mut bob = subscribe(&app, &bob_token, Some(&cursor), json!(null)).await;
+    let event = next_event(&mut bob, WITHIN)
+        .await
+        .expect("the change in between");
+    assert_eq!(event["request"]["id"], between["id"]);
+    let later = submit(&app, Persona::Alice, refund("30.00")).await;
+    let next = next_event(&mut bob, WITHIN)
+        .await
+        .expect("the later change");
+    assert_eq!(next["request"]["id"], later["id"], "nothing older");
+    let anonymous = app
+        .graphql(None, "{ requestEventsCursor }", json!({}))
+        .await;
+    assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
 }
 
-backend_tests! {
-    async fn an_expiry_reaches_subscribers(backend) {
-        let app = spawn_app(backend).await;
-        let mut frank = subscribe(&app, &app.token_for(Persona::Frank), Some("0"), json!(null)).await;
-        submit(&app, Persona::Alice, refund("250.00")).await;
-        assert_eq!(next_event(&mut frank, WITHIN).await.expect("submitted")["kind"], "SUBMITTED");
-        app.clock.advance(crate::expiry::PAST_EVERY_DEADLINE);
-        let event = next_event(&mut frank, WITHIN).await.expect("the expiry");
-        assert_eq!(event["kind"], "EXPIRED");
-        assert_eq!(event["actor"]["subject"], "system");
-        assert_eq!(event["request"]["status"], "EXPIRED");
+async fn a_support_user_never_receives_other_peoples_refunds(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut alice = subscribe(&app, &app.token_for(Persona::Alice), Some("0"), json!(null)).await;
+    let sam = token_as(&app, "sam", &["support"]);
+    let theirs = submit_with(&app, &sam, refund("250.00")).await;
+    theirs.expect_ok();
+    let mine = submit(&app, Persona::Alice, refund("99.00")).await;
+    let event = next_event(&mut alice, WITHIN).await.expect("her own event");
+    assert_eq!(
+        event["request"]["id"], mine["id"],
+        "the first event she gets is her own"
+    );
+}
+
+async fn filters_narrow_the_events(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let request = submit(&app, Persona::Alice, refund("250.00")).await;
+    let frank = app.token_for(Persona::Frank);
+    let mut approved_only =
+        subscribe(&app, &frank, Some("0"), json!({ "status": "APPROVED" })).await;
+    let mut this_one = subscribe(
+        &app,
+        &frank,
+        Some("0"),
+        json!({ "requestId": request["id"] }),
+    )
+    .await;
+    submit(&app, Persona::Alice, access_grant()).await;
+    approve_with(&app, &app.token_for(Persona::Bob), &request["id"])
+        .await
+        .expect_ok();
+    let event = next_event(&mut approved_only, WITHIN)
+        .await
+        .expect("the approval");
+    assert_eq!(event["kind"], "APPROVED");
+    let kinds: Vec<Value> = vec![
+        next_event(&mut this_one, WITHIN).await.expect("submitted")["kind"].clone(),
+        next_event(&mut this_one, WITHIN).await.expect("approved")["kind"].clone(),
+    ];
+    assert_eq!(kinds, [json!("SUBMITTED"), json!("APPROVED")]);
+}
+
+postgres_tests!(an_approval_on_one_replica_reaches_a_subscriber_on_another_on_postgres);
+
+/// Replicas share one database only on PostgreSQL.
+async fn an_approval_on_one_replica_reaches_a_subscriber_on_another_on_postgres() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_replica(&a).await;
+    let request = submit(&b, Persona::Alice, refund("250.00")).await;
+    let mut on_a = subscribe(&a, &a.token_for(Persona::Frank), Some("0"), json!(null)).await;
+    assert_eq!(
+        next_event(&mut on_a, WITHIN).await.expect("the submission")["kind"],
+        "SUBMITTED"
+    );
+    approve_with(&b, &b.token_for(Persona::Bob), &request["id"])
+        .await
+        .expect_ok();
+    let event = next_event(&mut on_a, WITHIN)
+        .await
+        .expect("the approval, within a second");
+    assert_eq!(event["kind"], "APPROVED");
+}
+
+backend_tests!(
+    a_revoked_permission_stops_deliveries_without_a_reconnect,
+    subscribers_with_the_same_selection_share_one_resolution_per_event
+);
+
+async fn a_revoked_permission_stops_deliveries_without_a_reconnect(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let frank = app.token_for(Persona::Frank);
+    let mut auditor = subscribe(&app, &frank, Some("0"), json!(null)).await;
+    let seen = submit(&app, Persona::Alice, refund("250.00")).await;
+    let event = next_event(&mut auditor, WITHIN)
+        .await
+        .expect("seen while granted");
+    assert_eq!(event["request"]["id"], seen["id"]);
+
+    let view_all = json!({ "input": { "role": "auditor", "action": "REQUEST_VIEW" } });
+    app.graphql_as(Persona::Grace, REVOKE, view_all.clone())
+        .await
+        .expect_ok();
+    submit(&app, Persona::Alice, refund("260.00")).await;
+
+    // Events arrive in order, so the first one seen after the grant is back proves the
+    // one submitted while revoked was never sent.
+    app.graphql_as(Persona::Grace, GRANT, view_all)
+        .await
+        .expect_ok();
+    let later = submit(&app, Persona::Alice, refund("270.00")).await;
+    let event = next_event(&mut auditor, WITHIN)
+        .await
+        .expect("seen once granted again");
+    assert_eq!(
+        event["request"]["id"], later["id"],
+        "nothing after the revocation"
+    );
+}
+
+async fn subscribers_with_the_same_selection_share_one_resolution_per_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let request = submit(&app, Persona::Alice, refund("250.00")).await;
+    let frank = app.token_for(Persona::Frank);
+    let mut sockets = futures_util::future::join_all(
+        (0..60).map(|_| subscribe(&app, &frank, Some("0"), json!(null))),
+    )
+    .await;
+    // Each has caught up (the submission), so the server is quiet again.
+    for socket in &mut sockets {
+        let event = next_event(socket, WITHIN).await.expect("the submission");
+        assert_eq!(event["kind"], "SUBMITTED");
     }
+    let before = db_statements(&app).await;
+    approve_with(&app, &app.token_for(Persona::Bob), &request["id"])
+        .await
+        .expect_ok();
+    for socket in &mut sockets {
+        let event = next_event(socket, WITHIN).await.expect("the approval");
+        assert_eq!(event["kind"], "APPROVED");
+        assert_eq!(event["actor"]["subject"], "bob");
+    }
+    let spent = db_statements(&app).await - before;
+    // The approval, the feed's read, one resolution (the actor's row) and the periodic
+    // checks: a statement per subscriber would be 60 more.
+    assert!(
+        spent < 40,
+        "{spent} statements for one event to 60 subscribers"
+    );
+}
+
+backend_tests!(a_thousand_subscribers_on_one_node_all_receive_an_event);
+
+async fn a_thousand_subscribers_on_one_node_all_receive_an_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.token_for(Persona::Frank);
+    let mut sockets = Vec::with_capacity(1000);
+    for chunk in 0..10 {
+        let opened = futures_util::future::join_all(
+            (0..100).map(|_| subscribe(&app, &token, Some("0"), json!(null))),
+        )
+        .await;
+        sockets.extend(opened);
+        assert_eq!(sockets.len(), (chunk + 1) * 100);
+    }
+    let request = submit(&app, Persona::Alice, refund("250.00")).await;
+    let received = futures_util::future::join_all(sockets.iter_mut().map(|socket| {
+        let id = request["id"].clone();
+        async move {
+            next_event(socket, Duration::from_secs(60))
+                .await
+                .is_some_and(|event| event["request"]["id"] == id)
+        }
+    }))
+    .await;
+    let count = received.iter().filter(|got| **got).count();
+    assert_eq!(count, 1000, "every subscriber received the event");
+}
+
+backend_tests!(an_expiry_reaches_subscribers);
+
+async fn an_expiry_reaches_subscribers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut frank = subscribe(&app, &app.token_for(Persona::Frank), Some("0"), json!(null)).await;
+    submit(&app, Persona::Alice, refund("250.00")).await;
+    assert_eq!(
+        next_event(&mut frank, WITHIN).await.expect("submitted")["kind"],
+        "SUBMITTED"
+    );
+    app.clock.advance(crate::expiry::PAST_EVERY_DEADLINE);
+    let event = next_event(&mut frank, WITHIN).await.expect("the expiry");
+    assert_eq!(event["kind"], "EXPIRED");
+    assert_eq!(event["actor"]["subject"], "system");
+    assert_eq!(event["request"]["status"], "EXPIRED");
 }
 
 /// A subscriber whose socket has a small receive buffer and who reads nothing until told.
@@ -303,49 +385,57 @@ async fn connect_without_reading(
     socket
 }
 
-backend_tests! {
-    async fn a_subscriber_who_stops_reading_is_disconnected_instead_of_buffered_for(backend) {
-        let app = spawn_app_with(backend, |config| {
-            config.ws_send_timeout = Duration::from_millis(500);
-        })
-        .await;
-        // Each event renders its 10,000-character description 50 times: ~500 KB a message.
-        let copies: String = (0..50)
-            .map(|i| format!("d{i}: request {{ description }} "))
-            .collect();
-        let query = format!("subscription($after: String) {{ requestEvents(after: $after) {{ cursor {copies} }} }}");
-        let mut frank =
-            connect_without_reading(&app, &app.token_for(Persona::Frank), &query).await;
-        const EVENTS: usize = 30;
-        for _ in 0..EVENTS {
-            let mut input = refund("10.00");
-            input["description"] = json!("x".repeat(10_000));
-            submit(&app, Persona::Alice, input).await;
-        }
-        // ~15 MB to send: more than the socket's buffers and the 1 MiB outbox hold. The
-        // server gives up after the send timeout; then read whatever it did send.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut delivered = 0;
-        let ended = loop {
-            match tokio::time::timeout(WITHIN, frank.next()).await {
-                Err(_) => break None,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    if text.contains("\"next\"") {
-                        delivered += 1;
-                    }
-                }
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    break Some(frame.map_or(1005, |f| u16::from(f.code)));
-                }
-                Ok(Some(Ok(_))) => {}
-                // Closed without a frame: it never got past the unread messages.
-                Ok(None) | Ok(Some(Err(_))) => break Some(1006),
-            }
-        };
-        assert!(
-            matches!(ended, Some(4420 | 1006)),
-            "the server must end the connection (4420, or without a frame the client could not read), got {ended:?} after {delivered} events"
-        );
-        assert!(delivered < EVENTS, "all {delivered} events were held for a client that did not read");
+backend_tests!(a_subscriber_who_stops_reading_is_disconnected_instead_of_buffered_for);
+
+async fn a_subscriber_who_stops_reading_is_disconnected_instead_of_buffered_for(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.ws_send_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Each event renders its 10,000-character description 50 times: ~500 KB a message.
+    let copies: String = (0..50)
+        .map(|i| format!("d{i}: request {{ description }} "))
+        .collect();
+    let query = format!(
+        "subscription($after: String) {{ requestEvents(after: $after) {{ cursor {copies} }} }}"
+    );
+    let mut frank = connect_without_reading(&app, &app.token_for(Persona::Frank), &query).await;
+    const EVENTS: usize = 30;
+    for _ in 0..EVENTS {
+        let mut input = refund("10.00");
+        input["description"] = json!("x".repeat(10_000));
+        submit(&app, Persona::Alice, input).await;
     }
+    // ~15 MB to send: more than the socket's buffers and the 1 MiB outbox hold. The
+    // server gives up after the send timeout; once it no longer counts the socket, read
+    // whatever it did send.
+    crate::helpers::eventually("the server drops the unread socket", || async {
+        (app.metric("countersign_websocket_connections", &[]).await == Some(0.0)).then_some(())
+    })
+    .await;
+    let mut delivered = 0;
+    let ended = loop {
+        match tokio::time::timeout(WITHIN, frank.next()).await {
+            Err(_) => break None,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                if text.contains("\"next\"") {
+                    delivered += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                break Some(frame.map_or(1005, |f| u16::from(f.code)));
+            }
+            Ok(Some(Ok(_))) => {}
+            // Closed without a frame: it never got past the unread messages.
+            Ok(None) | Ok(Some(Err(_))) => break Some(1006),
+        }
+    };
+    assert!(
+        matches!(ended, Some(4420 | 1006)),
+        "the server must end the connection (4420, or without a frame the client could not read), got {ended:?} after {delivered} events"
+    );
+    assert!(
+        delivered < EVENTS,
+        "all {delivered} events were held for a client that did not read"
+    );
 }
