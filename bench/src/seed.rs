@@ -189,7 +189,12 @@ fn file(
         policy_id: policy.row.id,
         policy_key: policy.row.key.clone(),
         policy_version: policy.row.version,
-        title: format!("{} {}", policy.row.name, &id.simple().to_string()[20..]),
+        // The id's last 12 hex digits: its random part, short enough for a title.
+        title: format!(
+            "{} {}",
+            policy.row.name,
+            id.simple().to_string().split_off(20)
+        ),
         description: String::new(),
         payload,
         amount: amount.to_string(),
@@ -350,7 +355,10 @@ fn file(
 }
 
 /// Applies `to` to `row` and records its audit event at `at`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one step of the seeder: the row, its audit chain and what to record"
+)]
 fn step(
     batch: &mut Batch,
     chain: &mut Chain,

@@ -27,11 +27,15 @@ impl OidcConfig {
     /// `scheme://host[:port]` of the issuer: the console's pages may fetch from it (the
     /// discovery document, the token endpoint), and nothing else outside this server.
     pub fn issuer_origin(&self) -> String {
-        let after_scheme = self.issuer.find("://").map_or(0, |i| i + 3);
-        let end = self.issuer[after_scheme..]
-            .find('/')
-            .map_or(self.issuer.len(), |i| after_scheme + i);
-        self.issuer[..end].to_owned()
+        let (scheme, rest) = match self.issuer.split_once("://") {
+            Some((scheme, rest)) => (Some(scheme), rest),
+            None => (None, self.issuer.as_str()),
+        };
+        let host = rest.split('/').next().unwrap_or_default();
+        match scheme {
+            Some(scheme) => format!("{scheme}://{host}"),
+            None => host.to_owned(),
+        }
     }
 }
 

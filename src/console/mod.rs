@@ -32,9 +32,9 @@ static IMPORT_MAP_HASH: LazyLock<String> = LazyLock::new(|| {
     let import_map = Assets::get("index.html")
         .and_then(|page| {
             let page = String::from_utf8(page.data.into_owned()).ok()?;
-            let start = page.find(IMPORT_MAP_OPEN)? + IMPORT_MAP_OPEN.len();
-            let end = start + page[start..].find("</script>")?;
-            Some(page[start..end].to_owned())
+            let (_, from_map) = page.split_once(IMPORT_MAP_OPEN)?;
+            let (import_map, _) = from_map.split_once("</script>")?;
+            Some(import_map.to_owned())
         })
         .unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map))

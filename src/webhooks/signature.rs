@@ -30,7 +30,10 @@ pub fn verify(secret: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
 }
 
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    // HMAC takes a key of any length, so this cannot fail.
+    #[allow(
+        clippy::expect_used,
+        reason = "HMAC takes a key of any length, so this cannot fail"
+    )]
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(timestamp.to_string().as_bytes());

@@ -291,6 +291,10 @@ pub struct TestApp {
     pub database_url: String,
     /// The app's clock, shared with its replicas: `clock.advance(…)` lets deadlines pass.
     pub clock: Clock,
+    /// Dropped with the app, which stops its server (and jobs) before the database goes:
+    /// a server left running against a dropped database would retry it until the test
+    /// process ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
     /// Held so the database outlives the app; dropped (and deleted) with it. `None` for a
     /// replica, which shares the first app's database.
     _database: Option<TestDatabase>,
@@ -344,12 +348,13 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     configure(&mut config);
     let database_url = config.database_url.clone();
     let clock = Clock::system();
-    let address = start(config, clock.clone()).await;
+    let (address, stop) = start(config, clock.clone()).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
         database_url,
         clock,
+        _stop: stop,
         _database: Some(database),
     }
 }
@@ -363,12 +368,13 @@ pub async fn spawn_replica(of: &TestApp) -> TestApp {
 pub async fn spawn_replica_with(of: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&of.database_url);
     configure(&mut config);
-    let address = start(config, of.clock.clone()).await;
+    let (address, stop) = start(config, of.clock.clone()).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
         database_url: of.database_url.clone(),
         clock: of.clock.clone(),
+        _stop: stop,
         _database: None,
     }
 }
@@ -376,23 +382,28 @@ pub async fn spawn_replica_with(of: &TestApp, configure: impl FnOnce(&mut Config
 /// A replica reaching the same database through another URL (another role, say).
 pub async fn spawn_replica_at(of: &TestApp, database_url: &str) -> TestApp {
     let config = test_config(database_url);
-    let address = start(config, of.clock.clone()).await;
+    let (address, stop) = start(config, of.clock.clone()).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
         database_url: of.database_url.clone(),
         clock: of.clock.clone(),
+        _stop: stop,
         _database: None,
     }
 }
 
-async fn start(config: Config, clock: Clock) -> String {
+/// Starts a server; it runs until the returned sender is dropped.
+async fn start(config: Config, clock: Clock) -> (String, tokio::sync::oneshot::Sender<()>) {
     let app = App::build_with_clock(config, clock)
         .await
         .expect("building the app");
     let address = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    address
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (address, stop)
 }
 
 /// `TEST_LOG=1 cargo test` shows the server's logs; otherwise tests stay quiet.

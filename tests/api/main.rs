@@ -1,8 +1,12 @@
 //! The one integration-test binary: every test starts the real server through the harness
 //! in `helpers` and talks to it over HTTP or WebSocket only.
 
-// A failed unwrap in a test is a failed test, which is what we want.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::string_slice,
+    reason = "in a test, a panic is a failed test, which is what we want"
+)]
 
 #[macro_use]
 mod harness;
@@ -28,6 +32,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod model;
 mod permissions;
 mod queries;
 mod runbook;

@@ -16,21 +16,35 @@ test('after an HTTP 429 the console says how many seconds to wait', async () => 
     const personas = await (await fetch(`${server.url}/console/personas`)).json();
     const { token } = personas.find((p) => p.subject === 'alice');
     // Use up alice's allowance (it is per person, so the console shares it).
-    let refused = null;
-    for (let i = 0; i < 100 && !refused; i += 1) {
-      const response = await fetch(`${server.url}/graphql`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query: '{ __typename }' }),
-      });
-      if (response.status === 429) refused = { header: response.headers.get('retry-after'), body: await response.json() };
-    }
+    const drain = async () => {
+      for (let i = 0; i < 100; i += 1) {
+        const response = await fetch(`${server.url}/graphql`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query: '{ __typename }' }),
+        });
+        if (response.status === 429) return { header: response.headers.get('retry-after'), body: await response.json() };
+      }
+      return null;
+    };
+    const refused = await drain();
     assert.ok(refused, 'the allowance ran out');
     assert.equal(String(refused.body.errors[0].extensions.retryAfter), refused.header, 'the body says what the header says');
 
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'All requests' }).click();
+    // One call a second comes back: a screen that happens to get it shows no error, so
+    // drain again and open the other list until one is refused (a loaded machine may need
+    // more than one go).
     const said = page.getByText(/Too many requests in a short time\. Wait \d+ seconds? and try again\./);
-    await said.first().waitFor({ timeout: 5000 });
+    const main = page.getByRole('navigation', { name: 'Main' });
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      if (attempt > 0) await drain();
+      await main.getByRole('link', { name: attempt % 2 === 0 ? 'All requests' : 'My queue' }).click();
+      try {
+        await said.first().waitFor({ timeout: 2000 });
+        break;
+      } catch { /* the screen got the one call that came back; try the other list */ }
+    }
+    await said.first().waitFor({ timeout: 1000 });
     const seconds = Number((await said.first().textContent()).match(/Wait (\d+) second/)[1]);
     assert.ok(seconds >= 1 && seconds <= 5, `a wait the rate explains: ${seconds}`);
     // Only the refused calls themselves may show up in the browser's console.
