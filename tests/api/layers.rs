@@ -39,7 +39,7 @@ fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
 /// The top-level modules a source line refers to through `crate::` (macros exported at
 /// the crate root, like `write_transaction!`, belong to the module defining them).
 fn referenced(line: &str) -> Vec<String> {
-    let code = line.split("//").next().unwrap_or_default();
+    let code = without_comment(line);
     let mut found = Vec::new();
     for (at, _) in code.match_indices("crate::") {
         let before = code[..at].chars().last();
@@ -59,6 +59,24 @@ fn referenced(line: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// The line up to a comment: `//` at its start or after a space (so `"http://…"` in a
+/// string stays code).
+fn without_comment(line: &str) -> &str {
+    if line.trim_start().starts_with("//") {
+        return "";
+    }
+    line.split(" //").next().unwrap_or_default()
+}
+
+/// A file's code on one line, comments dropped: a `use` group written over several lines
+/// reads as one.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(without_comment)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ident(text: &str) -> String {
@@ -186,9 +204,8 @@ fn uses() -> HashMap<String, BTreeSet<String>> {
             continue;
         };
         let text = std::fs::read_to_string(&file).expect("a source file");
-        let used = text
-            .lines()
-            .flat_map(referenced)
+        let used = referenced(&one_line(&text))
+            .into_iter()
             .filter(|other| *other != module);
         found.entry(module.clone()).or_default().extend(used);
     }
@@ -239,7 +256,7 @@ fn module_path(relative: &Path) -> Vec<String> {
 /// The module paths a line names through `crate::`, `super::` or `self::`, as written
 /// (not yet resolved to a file).
 fn named_paths(line: &str, own: &[String]) -> Vec<Vec<String>> {
-    let code = line.split("//").next().unwrap_or_default();
+    let code = without_comment(line);
     let mut found = Vec::new();
     for start in ["crate::", "super::", "self::"] {
         for (at, _) in code.match_indices(start) {
@@ -316,16 +333,14 @@ fn file_edges(src: &Path) -> HashMap<Vec<String>, BTreeSet<Vec<String>>> {
     for (own, file) in &modules {
         let text = std::fs::read_to_string(file).expect("a source file");
         let mut targets = BTreeSet::new();
-        for line in text.lines() {
-            for path in named_paths(line, own) {
-                let target = (0..=path.len())
-                    .rev()
-                    .map(|n| path[..n].to_vec())
-                    .find(|prefix| modules.contains_key(prefix))
-                    .unwrap_or_default();
-                if !target.starts_with(own) {
-                    targets.insert(target);
-                }
+        for path in named_paths(&one_line(&text), own) {
+            let target = (0..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|prefix| modules.contains_key(prefix))
+                .unwrap_or_default();
+            if !target.starts_with(own) {
+                targets.insert(target);
             }
         }
         edges.insert(own.clone(), targets);
@@ -394,6 +409,18 @@ async fn the_circle_check_resolves_paths_and_sees_a_circle() {
         named_paths("use super::{queries::role_holders, model};", &own),
         [
             vec!["approvals", "queries", "role_holders"],
+            vec!["approvals", "model"]
+        ]
+    );
+    // A group over several lines, and `//` inside a string, read as code.
+    let grouped = one_line(
+        "use super::{\n    queries,\n    model, // a note\n};\nlet u = \"http://x\"; crate::db::a();",
+    );
+    assert_eq!(
+        named_paths(&grouped, &own),
+        [
+            vec!["db", "a"],
+            vec!["approvals", "queries"],
             vec!["approvals", "model"]
         ]
     );
