@@ -47,11 +47,12 @@ fn referenced(line: &str) -> Vec<String> {
             continue;
         }
         let rest = &code[at + "crate::".len()..];
-        let names = match rest.strip_prefix('{') {
-            Some(group) => top_level_items(group),
-            None => vec![ident(rest)],
+        let paths = match rest.strip_prefix('{') {
+            Some(group) => group_items(group),
+            None => vec![item_path(rest)],
         };
-        for name in names {
+        for path in paths {
+            let name = path.split("::").next().unwrap_or_default().to_owned();
             found.push(match name.as_str() {
                 "write_transaction" => "db".to_owned(),
                 _ => name,
@@ -77,31 +78,6 @@ fn one_line(text: &str) -> String {
         .map(without_comment)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn ident(text: &str) -> String {
-    text.trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect()
-}
-
-/// The first name of each item of a `{a::b, c, d::{e, f}}` group (`group` starts after
-/// its opening brace).
-fn top_level_items(group: &str) -> Vec<String> {
-    let mut items = vec![ident(group)];
-    let mut depth = 0;
-    for (at, c) in group.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => break,
-            '}' => depth -= 1,
-            ',' if depth == 0 => items.push(ident(&group[at + 1..])),
-            _ => {}
-        }
-    }
-    items.retain(|i| !i.is_empty());
-    items
 }
 
 /// Every `crate::` reference in `src/` that points at a module not below its own.
