@@ -317,6 +317,12 @@ async fn follow(
             },
             _ = tick.tick() => (true, true),
         };
+        // Every commit announces itself, and they queue up while a read runs: one read
+        // covers them all (under load, most reads would otherwise find nothing new).
+        let (read, reload) = match drain(&mut news, read, reload) {
+            Some(wanted) => wanted,
+            None => return,
+        };
         if reload {
             if let Err(err) = feed.reload_grants().await {
                 err.log_if_internal();
@@ -327,6 +333,25 @@ async fn follow(
                 // The next notice or tick tries again from the same place.
                 err.log_if_internal();
             }
+        }
+    }
+}
+
+/// Folds the notices already queued into one `(read, reload)`; `None` once the bus closed.
+fn drain(
+    news: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    mut read: bool,
+    mut reload: bool,
+) -> Option<(bool, bool)> {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match news.try_recv() {
+            Ok(BusEvent::AuditAppended) => read = true,
+            Ok(BusEvent::GrantsChanged) => reload = true,
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => (read, reload) = (true, true),
+            Err(TryRecvError::Empty) => return Some((read, reload)),
+            Err(TryRecvError::Closed) => return None,
         }
     }
 }
