@@ -123,6 +123,10 @@ impl App {
                 &config,
             ),
             clock: clock.clone(),
+            admission: Arc::new(crate::auth::admission::Admission::new(
+                db.clone(),
+                bus.clone(),
+            )),
             bus: bus.clone(),
             verifier: Arc::new(JwtVerifier::new(&config.jwt).context("loading JWT keys")?),
             config: Arc::new(config),

@@ -213,10 +213,7 @@ pub async fn run<C: Command>(
                     bus.audit_appended();
                 }
                 if let Some(event) = announce {
-                    // Its own task: a request timeout after commit must not cancel the
-                    // announcement, or other replicas' sockets would never re-check.
-                    let bus = Arc::clone(bus);
-                    tokio::spawn(async move { bus.publish(event).await });
+                    bus.announce(event).await;
                 }
             }
             Ok(ran)

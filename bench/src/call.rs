@@ -53,11 +53,15 @@ pub async fn send(
         }
     };
     let status = response.status();
-    let statements = response
-        .headers()
-        .get("x-sql-statements")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
+    // What the request cost the database: the operation's statements and admission's.
+    let header = |name: &str| -> u64 {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let statements = header("x-sql-statements") + header("x-sql-admission-statements");
     let text = response.text().await?;
     let elapsed = started.elapsed();
     if !status.is_success() {

@@ -175,7 +175,12 @@ impl Fixtures {
             let from = server.log_position();
             send(&client, &server.url, &second).await?;
             let statements = read_log(log, from)?;
-            anyhow::ensure!(!statements.is_empty(), "{name}: no statements captured");
+            if statements.is_empty() {
+                // Answered from memory (`{ __typename }` with a token, while admission
+                // remembers the caller): there is no SQL to be the floor.
+                anyhow::ensure!(*name == "typename_token", "{name}: no statements captured");
+                continue;
+            }
             let substitution = match (*name, &second) {
                 ("approve", Call::Graphql { body, .. }) => Some(Substitution {
                     request: Some(Uuid::parse_str(

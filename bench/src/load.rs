@@ -1,6 +1,7 @@
 //! The load driver: `c` workers send one workload's requests back to back for a while;
 //! every answer is checked (HTTP 200 and, for GraphQL, no `errors` in the body — GraphQL
-//! errors come back as HTTP 200), its latency recorded, and its `x-sql-statements` summed.
+//! errors come back as HTTP 200), its latency recorded, and its statements
+//! (`x-sql-statements` and `x-sql-admission-statements`) summed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //! A token that is present but not valid is always refused (HTTP 401); it must never
 //! degrade into anonymous access.
 
+pub mod admission;
 pub mod graphql;
 pub mod model;
 pub mod service;

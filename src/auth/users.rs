@@ -1,11 +1,10 @@
 //! Users as seen through verified tokens: their standing, and the sighting record.
 //!
-//! Every authenticated request and WebSocket operation reads the user's row and the grants
-//! of the token's roles, in one statement ([`admit`]): nothing about a user's standing or
-//! grants is cached, so `disableUser`, `revokeSessions` and `revokePermission` take effect
-//! on the very next request on every replica, and admission costs one round trip. The
-//! sighting (name, email, roles, last seen) is recorded at most once a minute; that record
-//! only feeds "who could approve this" and never authorizes anything.
+//! The user's row and the grants of the token's roles are read in one statement
+//! ([`standing_and_grants`]), which admission (`super::admission`) keeps in memory only
+//! as long as the bus vouches for it. The sighting (name, email, roles, last seen) is
+//! recorded at most once a minute; that record only feeds "who could approve this" and
+//! never authorizes anything.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{role_permission, user};
@@ -18,10 +17,10 @@ use serde_json::json;
 
 use crate::access::{Grants, grant_of};
 use crate::error::AppError;
-use crate::kernel::{Clock, Viewer};
+use crate::kernel::Viewer;
 
 /// How stale `last_seen_at` may get before a request refreshes it.
-const SIGHTING_REFRESH: Duration = Duration::seconds(60);
+pub(super) const SIGHTING_REFRESH: Duration = Duration::seconds(60);
 
 /// Why a verified token is nevertheless refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,35 +49,9 @@ pub fn standing(row: &user::Model, issued_at: Option<DateTime<Utc>>) -> Result<(
     Ok(())
 }
 
-/// Lets a verified viewer in with the grants of their roles, or refuses them; records the
-/// sighting when it is stale. A database failure here is an internal error, never a
-/// silent admission.
-pub async fn admit(
-    db: &DatabaseConnection,
-    clock: &Clock,
-    viewer: &Viewer,
-) -> Result<Result<Grants, Refusal>, AppError> {
-    let (row, grants) = standing_and_grants(db, viewer).await?;
-    if let Some(row) = &row {
-        if let Err(refusal) = standing(row, viewer.issued_at) {
-            return Ok(Err(refusal));
-        }
-    }
-    let stale = row.as_ref().is_none_or(|row| {
-        row.last_seen_at + SIGHTING_REFRESH < clock.now()
-            || row.name != viewer.name
-            || row.email != viewer.email
-            || row.roles != json!(viewer.roles)
-    });
-    if stale {
-        record_sighting(db, clock.now(), viewer).await?;
-    }
-    Ok(Ok(grants))
-}
-
 /// The user's row (if they were seen before) and the grants of the token's roles, in one
 /// statement: one row per grant (at least one), the user's columns on each.
-async fn standing_and_grants(
+pub(super) async fn standing_and_grants(
     db: &DatabaseConnection,
     viewer: &Viewer,
 ) -> Result<(Option<user::Model>, Grants), AppError> {
@@ -125,7 +98,7 @@ async fn standing_and_grants(
     Ok((user, Grants::new(grants)))
 }
 
-async fn record_sighting(
+pub(super) async fn record_sighting(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
     viewer: &Viewer,

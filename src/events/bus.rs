@@ -19,6 +19,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
@@ -51,7 +52,11 @@ struct Envelope {
 }
 
 pub struct EventBus {
+    /// Audit appends and grant changes: the request feed and the jobs follow these.
     local: broadcast::Sender<BusEvent>,
+    /// The subjects whose access changed. Every open socket follows this channel and
+    /// nothing else on the bus, so a decision wakes none of them.
+    access: broadcast::Sender<String>,
     replica: Uuid,
     db: DatabaseConnection,
     /// Set on shutdown; the background tasks stop.
@@ -59,23 +64,39 @@ pub struct EventBus {
     /// Wakes the task that tells other replicas about new audit events; many wake-ups
     /// between two runs of it become one NOTIFY.
     appended: Notify,
+    /// Bumped before every word that authority changed (a user's access, a role's grants)
+    /// reaches this process's followers, and whenever LISTEN connects or drops: what was
+    /// read at an older value may be out of date ([`EventBus::authority_epoch`]).
+    epoch: AtomicU64,
+    /// Whether this replica hears the others (its LISTEN connection is up).
+    listening: AtomicBool,
 }
 
 impl EventBus {
     pub fn new(db: DatabaseConnection) -> Arc<Self> {
         let (local, _) = broadcast::channel(LOCAL_BUFFER);
+        let (access, _) = broadcast::channel(LOCAL_BUFFER);
         let (stopping, _) = watch::channel(false);
         Arc::new(Self {
             local,
+            access,
             replica: Uuid::now_v7(),
             db,
             stopping,
             appended: Notify::new(),
+            epoch: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
         })
     }
 
+    /// Every event but [`BusEvent::UserAccessChanged`] (see [`EventBus::access_changes`]).
     pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.local.subscribe()
+    }
+
+    /// The subjects of [`BusEvent::UserAccessChanged`], here and from other replicas.
+    pub fn access_changes(&self) -> broadcast::Receiver<String> {
+        self.access.subscribe()
     }
 
     /// Becomes `true` on shutdown: background work that follows the bus stops then.
@@ -83,11 +104,56 @@ impl EventBus {
         self.stopping.subscribe()
     }
 
-    /// Tells this process at once and, on PostgreSQL, every other replica. Call it after
-    /// the commit. A failed NOTIFY is logged: the fallback check still delivers the news.
-    pub async fn publish(&self, event: BusEvent) {
-        let _ = self.local.send(event.clone());
-        self.notify_replicas(event).await;
+    /// Hands `event` to this process's followers of its kind.
+    fn deliver(&self, event: BusEvent) {
+        match event {
+            BusEvent::UserAccessChanged { subject } => {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                let _ = self.access.send(subject);
+            }
+            BusEvent::GrantsChanged => {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                let _ = self.local.send(BusEvent::GrantsChanged);
+            }
+            BusEvent::AuditAppended => {
+                let _ = self.local.send(BusEvent::AuditAppended);
+            }
+        }
+    }
+
+    /// Changes whenever authority may have changed since: compare the value read before a
+    /// read of standing or grants with the value now to know whether that read may be
+    /// kept. It changes on every `UserAccessChanged` and `GrantsChanged` (here or from
+    /// another replica) and when this replica's LISTEN connection comes up or goes down.
+    pub fn authority_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether news from other replicas reaches this one now (always false on SQLite,
+    /// which has no channel between processes): only then may a read of authority be
+    /// kept in memory at all.
+    pub fn hears_replicas(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    fn set_listening(&self, up: bool) {
+        self.listening.store(up, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Tells this process and, on PostgreSQL, every other replica; call it after the
+    /// commit. This process hears it before anything else happens, and this returns once
+    /// the NOTIFY is sent: the caller's next request, here or on another replica, is judged
+    /// by the news. The NOTIFY runs in a task of its own, so a request timeout that drops
+    /// this future cannot cancel it. A failed NOTIFY is logged: the fallback check still
+    /// delivers the news, and admission keeps nothing it read for more than a second.
+    pub async fn announce(self: &Arc<Self>, event: BusEvent) {
+        self.deliver(event.clone());
+        let bus = Arc::clone(self);
+        let sent = tokio::spawn(async move { bus.notify_replicas(event).await });
+        if let Err(err) = sent.await {
+            tracing::warn!(error = %err, "the NOTIFY task failed");
+        }
     }
 
     /// New audit events committed. Subscribers here hear it at once; other replicas hear
@@ -155,6 +221,7 @@ impl EventBus {
 
     /// Stops the background work (before the database pool closes).
     pub fn stop(&self) {
+        self.set_listening(false);
         let _ = self.stopping.send(true);
     }
 }
@@ -189,7 +256,9 @@ async fn listen(bus: Arc<EventBus>, database_url: String, mut listener: Option<P
             },
         };
         backoff = Duration::from_millis(200);
+        bus.set_listening(true);
         let Err(err) = relay(&bus, current).await;
+        bus.set_listening(false);
         tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
     }
 }
@@ -204,7 +273,7 @@ async fn relay(
         match serde_json::from_str::<Envelope>(notification.payload()) {
             Ok(envelope) if envelope.origin == bus.replica => {}
             Ok(envelope) => {
-                let _ = bus.local.send(envelope.event);
+                bus.deliver(envelope.event);
             }
             Err(err) => tracing::warn!(error = %err, "ignoring an unreadable notification"),
         }
@@ -269,7 +338,7 @@ async fn fallback_check(bus: Arc<EventBus>) {
                 .map(|(subject, _)| subject);
             for subject in changed {
                 let subject = subject.clone();
-                let _ = bus.local.send(BusEvent::UserAccessChanged { subject });
+                bus.deliver(BusEvent::UserAccessChanged { subject });
             }
         }
         known = Some(current);

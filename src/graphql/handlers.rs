@@ -14,13 +14,14 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::throttle::RetryAfter;
 use super::transport_ws::{self, Dialect};
-use crate::auth::{AuthError, Identity, users};
+use crate::auth::{AuthError, Identity};
 use crate::error::AppError;
 use crate::kernel::resolver::Correlation;
 use crate::telemetry;
 
-/// `POST /graphql`. The answer says in `x-sql-statements` how many SQL statements it cost
-/// (admission check included); `/metrics` keeps the same numbers as a histogram.
+/// `POST /graphql`. The answer says in `x-sql-statements` how many SQL statements the
+/// operation cost, and in `x-sql-admission-statements` how many letting the caller in did
+/// (0 when answered from memory); `/metrics` keeps the operation's as a histogram.
 pub async fn graphql_post(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -84,8 +85,14 @@ async fn answer(
         return rate_limited(&state, scope, wait);
     }
     let mut grants = None;
+    let mut admission_statements = 0;
     if let Identity::Authenticated(viewer) = &identity {
-        match users::admit(&state.db, &state.clock, viewer).await {
+        // Counted apart: admission is answered from memory most of the time, and what an
+        // operation costs must not depend on whether it was.
+        let (admitted, statements) =
+            telemetry::count_statements(state.admission.admit(&state.clock, viewer)).await;
+        admission_statements = statements;
+        match admitted {
             Ok(Ok(admitted)) => grants = Some(admitted),
             Ok(Err(refusal)) => return unauthenticated(&state, &AuthError::Refused(refusal)),
             Err(err) => return internal(&state, &err),
@@ -148,7 +155,12 @@ async fn answer(
     } else {
         StatusCode::OK
     };
-    (status, GraphQLResponse::from(response)).into_response()
+    let mut response = (status, GraphQLResponse::from(response)).into_response();
+    response.headers_mut().insert(
+        "x-sql-admission-statements",
+        HeaderValue::from(admission_statements),
+    );
+    response
 }
 
 /// `GET /graphql/ws`: graphql-transport-ws (and the legacy graphql-ws). The token travels

@@ -73,6 +73,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub bus: Arc<EventBus>,
+    /// Who is let in: standing and grants, from memory while the bus vouches for it.
+    pub admission: Arc<crate::auth::admission::Admission>,
     pub clock: Clock,
     pub throttle: Arc<throttle::Throttle>,
     /// This replica's request feed, for `/metrics` (how far it has read).

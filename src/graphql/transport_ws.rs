@@ -39,9 +39,8 @@ use tokio::time::Sleep;
 use super::AppState;
 use super::throttle::ConnectionSlot;
 use crate::access::Grants;
-use crate::auth::{AuthError, Identity, Viewer, users};
+use crate::auth::{AuthError, Identity, Viewer};
 use crate::error::AppError;
-use crate::events::bus::BusEvent;
 
 /// Which of the two protocols a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +126,7 @@ pub async fn serve(
     let (sink, mut stream) = socket.split();
     let (messages, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (overflow, mut slow_rx) = mpsc::channel::<()>(1);
-    let mut news = state.bus.subscribe();
+    let mut news = state.bus.access_changes();
     let mut draining = state.draining.clone();
     let _open = state.metrics.in_gauge("countersign_websocket_connections");
     let _counted = OpenSocket::new(&state.sockets);
@@ -245,11 +244,11 @@ impl Connection {
 
     /// A change to someone's access: if it may be this socket's user (or the bus lagged
     /// and cannot say), their standing is read again.
-    async fn on_bus(&mut self, event: Result<BusEvent, broadcast::error::RecvError>) -> Step {
-        let subject = match event {
-            Ok(BusEvent::UserAccessChanged { subject }) => Some(subject),
+    async fn on_bus(&mut self, changed: Result<String, broadcast::error::RecvError>) -> Step {
+        let subject = match changed {
+            Ok(subject) => Some(subject),
             Err(broadcast::error::RecvError::Lagged(_)) => None,
-            _ => return ControlFlow::Continue(()),
+            Err(broadcast::error::RecvError::Closed) => return ControlFlow::Continue(()),
         };
         let Some(Identity::Authenticated(viewer)) = &self.identity else {
             return ControlFlow::Continue(());
@@ -528,7 +527,7 @@ async fn admit(state: &AppState, payload: Option<&Value>) -> Result<Identity, Cl
 /// as HTTP answers 500 rather than letting the request through: access is never granted
 /// because the database could not say no.
 async fn check_standing(state: &AppState, viewer: &Viewer) -> Result<Grants, Close> {
-    match users::admit(&state.db, &state.clock, viewer).await {
+    match state.admission.admit(&state.clock, viewer).await {
         Ok(Ok(grants)) => Ok(grants),
         Ok(Err(refusal)) => Err(Close(
             4403,

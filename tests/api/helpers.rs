@@ -307,6 +307,8 @@ pub struct GraphqlResponse {
     pub body: Value,
     /// `x-sql-statements`: what this operation cost the database, counted by the server.
     statements: Option<u64>,
+    /// `x-sql-admission-statements`: what letting the caller in cost.
+    admission: Option<u64>,
 }
 
 impl GraphqlResponse {
@@ -333,6 +335,12 @@ impl GraphqlResponse {
     /// The SQL statements the server ran for this operation alone.
     pub fn statements(&self) -> u64 {
         self.statements.expect("an x-sql-statements header")
+    }
+
+    /// The SQL statements letting the caller in ran (0 when answered from memory).
+    pub fn admission_statements(&self) -> u64 {
+        self.admission
+            .expect("an x-sql-admission-statements header")
     }
 }
 
@@ -475,15 +483,20 @@ impl TestApp {
         }
         let response = request.send().await.expect("POST /graphql");
         let status = response.status().as_u16();
-        let statements = response
-            .headers()
-            .get("x-sql-statements")
-            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        };
+        let statements = header("x-sql-statements");
+        let admission = header("x-sql-admission-statements");
         let body = response.json().await.expect("a JSON body");
         GraphqlResponse {
             status,
             body,
             statements,
+            admission,
         }
     }
 

@@ -674,13 +674,16 @@ async fn deciding_and_cancelling_are_allowed_exactly_where_stages_and_grants_say
     }
 }
 
-backend_tests!(standing_and_grants_are_one_statement_and_never_outlive_a_request);
+backend_tests!(standing_and_grants_are_one_statement_and_a_change_shows_on_the_next_request);
 
-/// Admission reads the user's standing and their roles' grants in one statement, and
-/// the operation's reads use those grants: a signed-in `viewer { permissions }` is one
-/// statement in all. Nothing is kept past the request: a grant, a revocation and a
-/// disable each show on the very next one.
-async fn standing_and_grants_are_one_statement_and_never_outlive_a_request(backend: Backend) {
+/// Admission reads the user's standing and their roles' grants in one statement, and the
+/// operation's reads use those grants: a signed-in `viewer { permissions }` costs the
+/// operation nothing. On PostgreSQL, while the replica hears the others, the next
+/// admission comes from memory; on SQLite it reads again. Either way a revocation and a
+/// disable each show on the very next request.
+async fn standing_and_grants_are_one_statement_and_a_change_shows_on_the_next_request(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let frank = app.token_for(Persona::Frank);
     let query = "{ viewer { subject permissions { action policy } } }";
@@ -689,14 +692,31 @@ async fn standing_and_grants_are_one_statement_and_never_outlive_a_request(backe
         .await
         .expect_ok();
     let before = app.graphql(Some(&frank), query, json!({})).await;
-    assert_eq!(before.statements(), 1, "standing and grants in one read");
+    assert_eq!(
+        before.statements(),
+        0,
+        "the operation uses admission's grants"
+    );
+    assert!(
+        before.admission_statements() <= 1,
+        "standing and grants in one read"
+    );
     assert_eq!(
         before.expect_ok()["viewer"]["permissions"],
         json!([{ "action": "REQUEST_VIEW", "policy": null }, { "action": "AUDIT_READ", "policy": null }])
     );
-    let typename = app.graphql(Some(&frank), "{ __typename }", json!({})).await;
-    typename.expect_ok();
-    assert_eq!(typename.statements(), 1);
+    // A few tries, as a stalled machine may let the second of two requests come later
+    // than the memory lasts.
+    let mut admissions = Vec::new();
+    for _ in 0..5 {
+        let typename = app.graphql(Some(&frank), "{ __typename }", json!({})).await;
+        typename.expect_ok();
+        admissions.push(typename.admission_statements());
+    }
+    match backend {
+        Backend::Postgres => assert!(admissions.contains(&0), "{admissions:?}"),
+        Backend::Sqlite => assert_eq!(admissions, [1; 5]),
+    }
 
     app.graphql_as(
         Persona::Grace,
