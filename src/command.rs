@@ -209,11 +209,13 @@ pub async fn run<C: Command>(
     match result {
         Ok((ran, appended, announce)) => {
             if let Some(bus) = bus {
-                if appended {
-                    bus.audit_appended();
-                }
+                // The announcement first: the feed must reload grants before it reads an
+                // event committed after a revocation.
                 if let Some(event) = announce {
                     bus.announce(event).await;
+                }
+                if appended {
+                    bus.audit_appended();
                 }
             }
             Ok(ran)

@@ -11,11 +11,10 @@ use crate::error::AppError;
 use crate::kernel::Viewer;
 use crate::kernel::resolver::db;
 
-/// The viewer's grants for one operation, read once: at admission, in the same statement
-/// as the user's standing (`auth::users::admit`), or on first use when the operation was
-/// let in without them. Never kept beyond the operation, so a revoked grant is gone on the
-/// very next request; a subscription replaces them before each event with the request
-/// feed's snapshot.
+/// The viewer's grants for one operation: admission's (`auth::admission`, read in the
+/// same statement as the user's standing and kept at most a second while the bus vouches
+/// for it), or read on first use when the operation was let in without them. A
+/// subscription replaces them before each event with the request feed's snapshot.
 #[derive(Default)]
 pub struct OperationGrants(tokio::sync::Mutex<Option<Arc<Grants>>>);
 

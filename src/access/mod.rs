@@ -5,8 +5,10 @@
 //! - [`model`]: grants as data — what a set of role grants allows (pure).
 //! - [`grants`]: reading a viewer's grants and the `require` check. Reads use the
 //!   grants read with the user's standing when the operation was admitted; commands get
-//!   them from the pipeline, read again inside their transaction under the authority lock. Nothing outlives an operation, so a revoked
-//!   permission is gone on the very next request on every replica. The one exception is
+//!   them from the pipeline, read again inside their transaction under the authority
+//!   lock. Admission keeps what it read for at most a second (`auth::admission`), so a
+//!   revoked permission is gone from reads on the next request on this replica and within
+//!   a second on every other, and from commands at once everywhere. The one exception is
 //!   the request feed (`approvals::feed`), which judges live events against a snapshot of
 //!   every role's grants that the bus's `GrantsChanged` (and a one-second tick) renews.
 //! - [`requests`]: who may see a request and who may decide it now, each written once —

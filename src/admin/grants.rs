@@ -23,8 +23,9 @@ pub enum GrantChange {
 }
 
 /// Grants or revokes `action` (on `policy`, or on every policy) for `role`, audited with the
-/// role's grants before and after. Takes effect on the next request everywhere: grants are
-/// read from the database on every check. The output is the role's grants after it.
+/// role's grants before and after. Commands everywhere see it at once (they read grants in
+/// their transaction); reads on the next request on this replica and within a second on
+/// every other (admission's memory). The output is the role's grants after it.
 pub struct ChangeGrant {
     change: GrantChange,
     role: String,

@@ -272,8 +272,8 @@ impl AdminMutation {
         Ok(GrantPermissionPayload { role, permissions })
     }
 
-    /// Take a grant away; effective on the next request on every replica. Admins only;
-    /// audited.
+    /// Take a grant away: commands everywhere see it at once, reads on the next request
+    /// (within a second on other replicas). Admins only; audited.
     async fn revoke_permission(
         &self,
         ctx: &Context<'_>,
@@ -291,8 +291,8 @@ impl AdminMutation {
         Ok(RevokePermissionPayload { role, permissions })
     }
 
-    /// Refuse every request the user makes, from the next one on, on every replica.
-    /// Admins only; audited.
+    /// Refuse every request the user makes, from the next one on (within a second on
+    /// other replicas). Admins only; audited.
     async fn disable_user(
         &self,
         ctx: &Context<'_>,

@@ -269,7 +269,14 @@ async fn relay(
     mut listener: PgListener,
 ) -> Result<std::convert::Infallible, sea_orm::sqlx::Error> {
     loop {
-        let notification = listener.recv().await?;
+        // `try_recv`, not `recv`: `recv` reconnects a dropped connection silently, and
+        // whatever was notified meanwhile is lost; `None` says so, and the epoch moves.
+        let Some(notification) = listener.try_recv().await? else {
+            tracing::warn!("LISTEN connection dropped; reconnecting");
+            bus.set_listening(false);
+            bus.set_listening(true);
+            continue;
+        };
         match serde_json::from_str::<Envelope>(notification.payload()) {
             Ok(envelope) if envelope.origin == bus.replica => {}
             Ok(envelope) => {

@@ -248,7 +248,8 @@ impl Connection {
         let subject = match changed {
             Ok(subject) => Some(subject),
             Err(broadcast::error::RecvError::Lagged(_)) => None,
-            Err(broadcast::error::RecvError::Closed) => return ControlFlow::Continue(()),
+            // The bus outlives every connection; were it gone, wait rather than spin.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         };
         let Some(Identity::Authenticated(viewer)) = &self.identity else {
             return ControlFlow::Continue(());

@@ -1,5 +1,5 @@
 //! Permissions you can trust: grants as data, admin-only changes, and revocation that
-//! takes effect on the very next request — on every replica.
+//! takes effect on the very next request — on other replicas within a second.
 
 use serde_json::{Value, json};
 
@@ -575,6 +575,47 @@ async fn disabling_on_one_replica_refuses_the_next_request_on_another_on_postgre
             visible_ids(&b, &frank).await.is_empty(),
             "the revocation on A holds on B at once"
         );
+    }
+}
+
+postgres_tests!(a_disable_reaches_a_replica_that_remembers_the_user_within_a_second);
+
+/// The same, with B's admission answering bob from memory when A disables him: B refuses
+/// him within a second (admission's bound), in practice at once.
+async fn a_disable_reaches_a_replica_that_remembers_the_user_within_a_second() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_replica(&a).await;
+    let bob = a.token_for(Persona::Bob);
+    // The first request records bob's sighting; a later one is answered from memory.
+    crate::helpers::eventually("B remembers bob", || async {
+        let answer = b.graphql(Some(&bob), VIEWER, json!({})).await;
+        answer.expect_ok();
+        (answer.admission_statements() == 0).then_some(())
+    })
+    .await;
+    a.graphql_as(
+        Persona::Grace,
+        DISABLE,
+        json!({ "input": { "subject": "bob", "reason": "incident 8" } }),
+    )
+    .await
+    .expect_ok();
+    // B read bob before the disable, so a request sent a second after it cannot be let in
+    // from memory, however long the machine then takes to answer.
+    let disabled = std::time::Instant::now();
+    loop {
+        let sent = disabled.elapsed();
+        let on_b = b.graphql(Some(&bob), VIEWER, json!({})).await;
+        if on_b.status == 401 {
+            assert_eq!(on_b.error_code(), Some("UNAUTHENTICATED"));
+            break;
+        }
+        on_b.expect_ok();
+        assert!(
+            sent < std::time::Duration::from_secs(1),
+            "B let bob in from a request sent {sent:?} after the disable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
