@@ -45,6 +45,9 @@ pub struct Admission {
     db: DatabaseConnection,
     bus: Arc<EventBus>,
     known: Mutex<HashMap<String, Known>>,
+    /// When a full memory was last swept: at most once a [`FRESH`], so a crowd of fresh
+    /// callers costs one sweep, not one per miss.
+    swept_at: Mutex<Option<Instant>>,
 }
 
 impl Admission {
@@ -53,6 +56,7 @@ impl Admission {
             db,
             bus,
             known: Mutex::default(),
+            swept_at: Mutex::default(),
         }
     }
 
@@ -125,8 +129,12 @@ impl Admission {
         }
         let mut known = self.lock();
         if known.len() >= MAX_KNOWN && !known.contains_key(&viewer.subject) {
-            let now = self.bus.authority_epoch();
-            known.retain(|_, entry| self.usable(entry, now));
+            let mut swept_at = self.swept_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if swept_at.is_none_or(|at| at.elapsed() >= FRESH) {
+                *swept_at = Some(Instant::now());
+                let now = self.bus.authority_epoch();
+                known.retain(|_, entry| self.usable(entry, now));
+            }
             // Still full of fresh callers: this one is read again next time.
             if known.len() >= MAX_KNOWN {
                 return;
