@@ -10,7 +10,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Value as V;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -129,7 +132,15 @@ pub async fn replay(
         DbBackend::Sqlite => Some(SQLITE_WRITER.acquire().await?),
         _ => None,
     };
-    let txn = db.begin().await?;
+    // And take the write lock up front, as the server does: the server's own connections
+    // (jobs, sightings) write to the same file, and a deferred transaction that read first
+    // fails its upgrade with "database is locked" without waiting.
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
     for statement in statements {
         let inserting = statement.sql.starts_with("INSERT");
         let values: Vec<V> = statement
