@@ -6,7 +6,9 @@
 //! LISTEN connection per replica, never one per subscriber.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,9 +19,6 @@ use sea_orm::{
     QueryFilter, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
-use std::future::Future;
-
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 

@@ -307,11 +307,7 @@ async fn follow(
         let (read, reload) = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => return,
             news = news.recv() => match news {
-                Ok(BusEvent::AuditAppended) => (true, false),
-                // Reloaded before the next read, so an event committed after a revocation
-                // is never judged by the grants from before it.
-                Ok(BusEvent::GrantsChanged) => (false, true),
-                Ok(_) => continue,
+                Ok(event) => wants(&event),
                 Err(RecvError::Lagged(_)) => (true, true),
                 Err(RecvError::Closed) => return,
             },
@@ -337,6 +333,17 @@ async fn follow(
     }
 }
 
+/// What a notice asks of the feed: `(read the log, reload grants)`. Grants are reloaded
+/// before the read, so an event committed after a revocation is never judged by the grants
+/// from before it.
+fn wants(event: &BusEvent) -> (bool, bool) {
+    match event {
+        BusEvent::AuditAppended => (true, false),
+        BusEvent::GrantsChanged => (false, true),
+        BusEvent::UserAccessChanged { .. } => (false, false),
+    }
+}
+
 /// Folds the notices already queued into one `(read, reload)`; `None` once the bus closed.
 fn drain(
     news: &mut tokio::sync::broadcast::Receiver<BusEvent>,
@@ -346,9 +353,11 @@ fn drain(
     use tokio::sync::broadcast::error::TryRecvError;
     loop {
         match news.try_recv() {
-            Ok(BusEvent::AuditAppended) => read = true,
-            Ok(BusEvent::GrantsChanged) => reload = true,
-            Ok(_) => {}
+            Ok(event) => {
+                let (more_read, more_reload) = wants(&event);
+                read |= more_read;
+                reload |= more_reload;
+            }
             Err(TryRecvError::Lagged(_)) => (read, reload) = (true, true),
             Err(TryRecvError::Empty) => return Some((read, reload)),
             Err(TryRecvError::Closed) => return None,
