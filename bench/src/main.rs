@@ -62,7 +62,7 @@ struct Args {
     /// Skip the floors.
     #[arg(long)]
     no_floor: bool,
-    /// Skip the peer (PostGraphile 4, on PostgreSQL, when Node.js is installed).
+    /// Skip the peers (PostGraphile 4 and 5, on PostgreSQL, when Node.js is installed).
     #[arg(long)]
     no_peer: bool,
     /// Instead of measuring: EXPLAIN (ANALYZE, BUFFERS) every statement behind the read
@@ -109,8 +109,9 @@ struct Run {
     floor: Option<Stats>,
     /// The list page as one hand-written statement.
     one_statement: Option<Stats>,
-    /// The list page from PostGraphile on the same database.
+    /// The list page from PostGraphile 4 and from PostGraphile 5 on the same database.
     peer: Option<Stats>,
+    peer5: Option<Stats>,
 }
 
 #[tokio::main]
@@ -211,7 +212,7 @@ async fn measure(
             };
             let database = capture.halt().await;
             let server = Server::start_on(binary, database).await?;
-            let mut peer = None;
+            let mut peers: Vec<peer::Peer> = Vec::new();
             for (w, name) in selected.iter().enumerate() {
                 for (ci, &c) in args.concurrency.iter().enumerate() {
                     let duration = Duration::from_secs(args.duration);
@@ -223,6 +224,7 @@ async fn measure(
                         floor: None,
                         one_statement: None,
                         peer: None,
+                        peer5: None,
                     };
                     if let Some(statements) = captured.get(*name) {
                         let floor = fixtures
@@ -239,17 +241,24 @@ async fn measure(
                         );
                     }
                     if *name == "list" && with_peer {
-                        if peer.is_none() {
-                            let started = peer::Peer::start(&server.database.url).await?;
-                            peer::check_same_page(&server.url, &workload, &started.url).await?;
-                            peer = Some(started);
+                        if peers.is_empty() {
+                            for version in peer::Version::ALL {
+                                let started =
+                                    peer::Peer::start(version, &server.database.url).await?;
+                                peer::check_same_page(&server.url, &workload, &started).await?;
+                                peers.push(started);
+                            }
                         }
-                        if let Some(peer) = &peer {
+                        for peer in &peers {
                             let page = Arc::new(workloads::Workload::Anonymous {
-                                body: peer::list_page(),
+                                body: peer::list_page(peer.version),
                             });
                             let cpu = || peer.cpu_seconds();
-                            run.peer = Some(load::run(&peer.url, page, c, duration, cpu).await?);
+                            let stats = load::run(&peer.url, page, c, duration, cpu).await?;
+                            match peer.version {
+                                peer::Version::V4 => run.peer = Some(stats),
+                                peer::Version::V5 => run.peer5 = Some(stats),
+                            }
                         }
                     }
                     results
@@ -258,7 +267,7 @@ async fn measure(
                         .push(run);
                 }
             }
-            if let Some(peer) = peer {
+            for peer in peers {
                 peer.stop().await;
             }
             server.stop().await;
@@ -298,6 +307,7 @@ fn report(line: &mut serde_json::Value, key: &str, runs: &[Run]) {
         ),
         ("one_statement", |r: &Run| r.one_statement.clone()),
         ("peer", |r: &Run| r.peer.clone()),
+        ("peer5", |r: &Run| r.peer5.clone()),
     ] {
         let floors: Vec<Stats> = runs.iter().filter_map(pick).collect();
         if floors.len() != runs.len() || floors.is_empty() {
