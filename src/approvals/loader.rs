@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use chrono::{DateTime, Utc};
 use entity::{audit_event, decision, policy, policy_stage, request, user};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
@@ -18,8 +19,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::access::Grant;
 use crate::access::grants::grants_by_role;
+use crate::access::{Grant, Grants};
+use crate::approvals::policies::PolicyVersion;
 use crate::error::AppError;
 use crate::kernel::page::escape_like;
 use crate::telemetry;
@@ -76,15 +78,50 @@ impl Loaders {
     }
 }
 
-/// Loads what the selected fields of a page of requests will need, one statement per kind,
-/// before the fields resolve (they then read the loaders' caches).
-pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(), AppError> {
-    if rows.is_empty() {
-        return Ok(());
+/// What a page's prefetch loaded, by key; a key that is absent was not loaded. The page's
+/// fields are answered from it in memory (`graphql/plain.rs`).
+pub struct Related {
+    pub policies: HashMap<Uuid, Arc<policy::Model>>,
+    pub stages: HashMap<Uuid, Arc<Vec<policy_stage::Model>>>,
+    pub decisions: HashMap<Uuid, Arc<Vec<decision::Model>>>,
+    pub users: HashMap<String, Option<Arc<user::Model>>>,
+    /// The viewer's grants for this operation, and the moment the page was read.
+    pub grants: Arc<Grants>,
+    pub now: DateTime<Utc>,
+}
+
+impl Related {
+    pub fn policy(&self, id: Uuid) -> Option<PolicyVersion> {
+        Some(PolicyVersion {
+            policy: self.policies.get(&id)?.clone(),
+            stages: self.stages.get(&id)?.clone(),
+        })
     }
+}
+
+/// Loads what the selected fields of a page of requests will need, one statement per kind,
+/// before the fields resolve; they are then answered from what it returns, or from the
+/// loaders' caches, which it fills too.
+pub async fn prefetch(
+    ctx: &Context<'_>,
+    rows: &[&request::Model],
+    grants: Arc<Grants>,
+    now: DateTime<Utc>,
+) -> Result<Option<Arc<Related>>, AppError> {
     let Some(loaders) = ctx.data_opt::<Arc<Loaders>>() else {
-        return Ok(());
+        return Ok(None);
     };
+    let mut related = Related {
+        policies: HashMap::new(),
+        stages: HashMap::new(),
+        decisions: HashMap::new(),
+        users: HashMap::new(),
+        grants,
+        now,
+    };
+    if rows.is_empty() {
+        return Ok(Some(Arc::new(related)));
+    }
     let node = ctx.look_ahead().field("edges").field("node");
     let wants = |fields: &[&str]| fields.iter().any(|f| node.field(f).exists());
     let needs_policy = wants(&["policy", "stages", "viewerCanApprove", "eligibleApprovers"]);
@@ -97,36 +134,33 @@ pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(),
     let needs_users = wants(&["requester", "decisions", "stages"]);
     let needs_trail = wants(&["auditTrail"]);
 
-    let policy_ids: HashSet<Uuid> = rows.iter().map(|r| r.policy_id).collect();
+    let policy_ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| r.policy_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let request_ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let (policies, stages, decisions, trails) = tokio::join!(
         async {
             if needs_policy {
-                loaders
-                    .policies
-                    .load_many(policy_ids.clone())
-                    .await
-                    .map(drop)
+                load_now(&loaders.policies, &policy_ids).await
             } else {
-                Ok(())
+                Ok(HashMap::new())
             }
         },
         async {
             if needs_policy {
-                loaders.stages.load_many(policy_ids.clone()).await.map(drop)
+                load_now(&loaders.stages, &policy_ids).await
             } else {
-                Ok(())
+                Ok(HashMap::new())
             }
         },
         async {
             if needs_decisions || needs_users {
-                loaders
-                    .decisions
-                    .load_many(request_ids.clone())
-                    .await
-                    .map(Some)
+                load_now(&loaders.decisions, &request_ids).await
             } else {
-                Ok(None)
+                Ok(HashMap::new())
             }
         },
         async {
@@ -141,27 +175,43 @@ pub async fn prefetch(ctx: &Context<'_>, rows: &[&request::Model]) -> Result<(),
             }
         },
     );
-    policies.map_err(loader_error)?;
-    stages.map_err(loader_error)?;
+    related.policies = policies?;
+    related.stages = stages?;
+    related.decisions = decisions?;
     trails.map_err(loader_error)?;
     if needs_users {
         let mut subjects: HashSet<String> =
             rows.iter().map(|r| r.requester_subject.clone()).collect();
-        if let Some(decisions) = decisions.map_err(loader_error)? {
-            subjects.extend(
-                decisions
-                    .values()
-                    .flat_map(|d| d.iter())
-                    .map(|d| d.approver_subject.clone()),
-            );
-        }
-        loaders
-            .users
-            .load_many(subjects)
-            .await
-            .map_err(loader_error)?;
+        subjects.extend(
+            related
+                .decisions
+                .values()
+                .flat_map(|d| d.iter())
+                .map(|d| d.approver_subject.clone()),
+        );
+        let subjects: Vec<String> = subjects.into_iter().collect();
+        related.users = load_now(&loaders.users, &subjects).await?;
     }
-    Ok(())
+    Ok(Some(Arc::new(related)))
+}
+
+/// Loads `keys` at once rather than after the loader's batching delay (a page asks for all
+/// of its keys together, so there is nothing to wait for), and leaves them in the loader's
+/// cache for the fields answered by the derived resolvers.
+async fn load_now<K, T>(
+    loader: &DataLoader<T, HashMapCache>,
+    keys: &[K],
+) -> Result<HashMap<K, T::Value>, AppError>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    T: Loader<K, Error = Arc<DbErr>>,
+{
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let values = loader.loader().load(keys).await.map_err(loader_error)?;
+    loader.feed_many(values.clone()).await;
+    Ok(values)
 }
 
 /// A loader failure as the API reports it (masked, logged).

@@ -4,6 +4,7 @@
 //! - [`identity`]: who is calling ([`Viewer`], [`Identity`]) and the `system` actor.
 //! - [`context`]: the [`CommandContext`] a command runs under (actor, correlation id,
 //!   idempotency key, clock) and the constructor of the audit event it records.
+//! - [`plain`]: the fast path for fields answered from rows already in memory.
 //! - [`resolver`]: what every resolver reads from the GraphQL context.
 //! - [`timestamp`]: the API's `DateTime` scalar, checked when an operation is validated.
 //!
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod context;
 pub mod identity;
 pub mod page;
+pub mod plain;
 pub mod resolver;
 pub mod timestamp;
 

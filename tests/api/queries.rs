@@ -367,3 +367,74 @@ async fn my_queue_puts_the_nearest_deadline_first_when_asked_page_by_page(backen
         "nearest deadline first"
     );
 }
+
+backend_tests!(a_page_answers_every_field_as_the_request_query_does);
+
+/// A page's rows are answered from memory (`kernel/plain.rs`), a single request by the
+/// derived resolvers: both must write the same response for the same selection, with
+/// fragments, aliases, `__typename`, repeated fields and the fields that need more I/O.
+async fn a_page_answers_every_field_as_the_request_query_does(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.token_for(Persona::Bob);
+    let two_stage = submit(&app, Persona::Alice, refund("5000.00")).await;
+    approve_with(&app, &bob, &two_stage["id"]).await.expect_ok();
+    let rejected = submit(&app, Persona::Alice, refund("20.00")).await;
+    app.graphql(
+        Some(&bob),
+        &decide_mutation("rejectRequest"),
+        json!({ "input": { "id": rejected["id"], "comment": "duplicate" } }),
+    )
+    .await
+    .expect_ok();
+    submit(&app, Persona::Alice, access_grant()).await;
+    submit(&app, Persona::Alice, refund("7.50")).await;
+
+    let fragments = "
+        fragment Who on User { __typename subject name email }
+        fragment Req on ApprovalRequest {
+            __typename id status currentStage version title description amount currency
+            payload createdAt updatedAt expiresAt decidedAt
+            requester { ...Who } requester { subject } who: requester { name }
+            policy { key version name description expiresAfterSeconds payloadSchema
+                allowSameApproverAcrossStages createdAt createdBy
+                stages { position name approverRoles requiredApprovals
+                    minAmounts { __typename amount currency } } }
+            stages { __typename position name approverRoles requiredApprovals minAmount
+                state approvals decisions { id verdict approver { ...Who } } }
+            decisions { id stage verdict comment createdAt approver { subject name } }
+            ... on ApprovalRequest { viewerCanApprove viewerCanCancel }
+            ... { headline: title }
+            eligibleApprovers { roles users { subject } }
+            auditTrail { action actor }
+        }";
+    for persona in [Persona::Bob, Persona::Grace, Persona::Alice] {
+        let page = app
+            .graphql_as(
+                persona,
+                &format!(
+                    "{{ requests(first: 50) {{ edges {{ node {{ ...Req }} }} }} }} {fragments}"
+                ),
+                json!({}),
+            )
+            .await;
+        let edges = page.expect_ok()["requests"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(!edges.is_empty(), "{persona:?} sees requests");
+        for edge in edges {
+            let one = app
+                .graphql_as(
+                    persona,
+                    &format!("query($id: ID!) {{ request(id: $id) {{ ...Req }} }} {fragments}"),
+                    json!({ "id": edge["node"]["id"] }),
+                )
+                .await;
+            assert_eq!(
+                edge["node"],
+                one.expect_ok()["request"],
+                "{persona:?}: the page and the request query agree"
+            );
+        }
+    }
+}

@@ -119,7 +119,7 @@ where
 {
     let context = command_context(ctx, key)?;
     let Ran { output, replayed } = command::run_for(ctx, &context, &command).await?;
-    Ok((RequestNode(output), replayed))
+    Ok((RequestNode::new(output), replayed))
 }
 
 async fn decide(

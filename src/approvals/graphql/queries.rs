@@ -37,7 +37,7 @@ impl ApprovalsQuery {
         let grants = operation_grants(ctx, viewer).await?;
         Ok(queries::find_visible(db(ctx), viewer, &grants, &id)
             .await?
-            .map(RequestNode))
+            .map(RequestNode::new))
     }
 
     /// Requests the viewer may see, newest first by default. Keyset-paginated; `first` ≤ 100.
@@ -70,8 +70,9 @@ impl ApprovalsQuery {
             after,
         )
         .await?;
-        prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
-        Ok(page.into())
+        let rows: Vec<_> = page.rows.iter().map(|(_, r)| r).collect();
+        let related = prefetch(ctx, &rows, grants, clock(ctx).now()).await?;
+        Ok(RequestConnection::new(page, related))
     }
 
     /// Pending requests the viewer may decide now: oldest first by default,
@@ -89,8 +90,9 @@ impl ApprovalsQuery {
         let now = clock(ctx).now();
         let order = order_by.unwrap_or(Order::CreatedAtAsc);
         let page = queries::my_queue(db(ctx), viewer, &grants, now, order, first, after).await?;
-        prefetch(ctx, &page.rows.iter().map(|(_, r)| r).collect::<Vec<_>>()).await?;
-        Ok(page.into())
+        let rows: Vec<_> = page.rows.iter().map(|(_, r)| r).collect();
+        let related = prefetch(ctx, &rows, grants, now).await?;
+        Ok(RequestConnection::new(page, related))
     }
 
     /// Where the request feed stands now. Pass it as `after` to `requestEvents` to get every

@@ -53,7 +53,7 @@ impl RequestEvent {
     }
     /// The request as this event left it.
     async fn request(&self) -> RequestNode {
-        RequestNode(self.0.request.clone())
+        RequestNode::new(self.0.request.clone())
     }
     async fn actor(&self, ctx: &Context<'_>) -> error::Result<UserNode> {
         load_user(ctx, &self.0.actor).await

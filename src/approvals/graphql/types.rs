@@ -1,17 +1,20 @@
 //! The approvals API's output types: requests, policies, stages, decisions, users.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
 use async_graphql::{
-    Context, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType, SimpleObject,
-    Value as GqlValue,
+    Context, ContextSelectionSet, ID, InputValueError, InputValueResult, Json, Object, OutputType,
+    Positioned, Scalar, ScalarType, ServerResult, SimpleObject, Value as GqlValue,
 };
 use entity::{decision, policy, policy_stage, request, user};
 use serde_json::Value;
 
 use crate::access::operation_grants;
 use crate::access::requests::stage_roles;
-use crate::approvals::loader::{Loaders, loader_error};
+use crate::approvals::loader::{Loaders, Related, loader_error};
 use crate::approvals::model::{
     StageState, StageTally, Status, Verdict, stage_state, stored_decimal,
 };
@@ -20,6 +23,7 @@ use crate::approvals::queries::{Page, eligible_approvers, viewer_may_cancel, vie
 use crate::audit::graphql::AuditEventNode;
 use crate::error::{self, AppError};
 use crate::kernel::Timestamp;
+use crate::kernel::plain;
 use crate::kernel::resolver::{clock, require_viewer};
 
 pub(super) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
@@ -128,24 +132,24 @@ impl PolicyNode {
 #[derive(SimpleObject)]
 pub struct PolicyStage {
     /// 1-based order.
-    position: i32,
-    name: String,
+    pub(super) position: i32,
+    pub(super) name: String,
     /// Roles that may decide this stage.
-    approver_roles: Vec<String>,
+    pub(super) approver_roles: Vec<String>,
     /// Distinct approvals needed to complete the stage.
-    required_approvals: i32,
+    pub(super) required_approvals: i32,
     /// For a request in one of these currencies, the stage applies only when its amount is
     /// at least that currency's threshold. In any other currency it always applies:
     /// thresholds are never compared across currencies.
-    min_amounts: Vec<Money>,
+    pub(super) min_amounts: Vec<Money>,
 }
 
 /// An amount in a currency.
 #[derive(SimpleObject)]
 pub struct Money {
-    amount: Decimal,
+    pub(super) amount: Decimal,
     /// ISO 4217.
-    currency: String,
+    pub(super) currency: String,
 }
 
 impl TryFrom<&policy_stage::Model> for PolicyStage {
@@ -171,21 +175,21 @@ impl TryFrom<&policy_stage::Model> for PolicyStage {
 /// A stage as it applies to one request.
 #[derive(SimpleObject)]
 pub struct RequestStage {
-    position: i32,
-    name: String,
-    approver_roles: Vec<String>,
-    required_approvals: i32,
+    pub(super) position: i32,
+    pub(super) name: String,
+    pub(super) approver_roles: Vec<String>,
+    pub(super) required_approvals: i32,
     /// The stage's threshold in this request's currency, if it names one.
-    min_amount: Option<Decimal>,
-    state: StageState,
+    pub(super) min_amount: Option<Decimal>,
+    pub(super) state: StageState,
     /// Approvals given at this stage so far.
-    approvals: i32,
-    decisions: Vec<DecisionNode>,
+    pub(super) approvals: i32,
+    pub(super) decisions: Vec<DecisionNode>,
 }
 
 /// One approver's verdict on one stage.
 #[derive(Clone)]
-pub struct DecisionNode(decision::Model);
+pub struct DecisionNode(pub(super) decision::Model);
 
 #[Object(name = "Decision")]
 impl DecisionNode {
@@ -221,10 +225,102 @@ pub struct EligibleApprovers {
     users: Vec<UserNode>,
 }
 
-/// A request for approval.
-pub struct RequestNode(pub request::Model);
+/// A request for approval. Its fields are answered from the rows loaded with its page
+/// where they can be (`plain.rs`), by [`RequestFields`] otherwise.
+pub struct RequestNode {
+    fields: RequestFields,
+    related: Option<Arc<Related>>,
+}
 
 impl RequestNode {
+    pub fn new(row: request::Model) -> Self {
+        Self {
+            fields: RequestFields(row),
+            related: None,
+        }
+    }
+
+    /// A row of a page whose related rows were loaded into `related`.
+    pub fn in_page(row: request::Model, related: Option<Arc<Related>>) -> Self {
+        Self {
+            fields: RequestFields(row),
+            related,
+        }
+    }
+}
+
+impl OutputType for RequestNode {
+    fn type_name() -> Cow<'static, str> {
+        RequestFields::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        RequestFields::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<GqlValue> {
+        match &self.related {
+            Some(related) => {
+                plain::resolve(related.as_ref(), &self.fields, &self.fields, ctx).await
+            }
+            None => self.fields.resolve(ctx, field).await,
+        }
+    }
+}
+
+/// The `ApprovalRequest` type's resolvers, each on its own: the schema, and the answer for
+/// any field the page's rows do not hold.
+pub struct RequestFields(pub request::Model);
+
+pub(super) fn stored_status(row: &request::Model) -> Result<Status, AppError> {
+    Status::parse(&row.status)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("stored status {:?}", row.status)))
+}
+
+/// The stages of `policy` as they apply to `row`, given its decisions.
+pub(super) fn request_stages(
+    row: &request::Model,
+    policy: &PolicyVersion,
+    decisions: &[decision::Model],
+) -> error::Result<Vec<RequestStage>> {
+    let amount = stored_decimal(&row.amount)?;
+    let status = stored_status(row)?;
+    let mut stages = Vec::with_capacity(policy.stages.len());
+    for stage in policy.stages.iter() {
+        // Parsed once per stage: the definition's JSON is read for the threshold only.
+        let rule = stage_rule(stage, &row.currency)?;
+        let here: Vec<&decision::Model> = decisions
+            .iter()
+            .filter(|d| d.stage_position == stage.position)
+            .collect();
+        let tally = StageTally::of(here.iter().map(|d| d.verdict.as_str()));
+        let state = stage_state(
+            status,
+            row.current_stage.unwrap_or(0),
+            stage.position,
+            stage.required_approvals,
+            rule.applies_to(amount),
+            tally,
+        );
+        stages.push(RequestStage {
+            position: stage.position,
+            name: stage.name.clone(),
+            approver_roles: stage_roles(stage),
+            required_approvals: stage.required_approvals,
+            min_amount: rule.min_amount.map(|min| Decimal(min.to_string())),
+            state,
+            approvals: tally.approvals,
+            decisions: here.into_iter().cloned().map(DecisionNode).collect(),
+        });
+    }
+    Ok(stages)
+}
+
+impl RequestFields {
     async fn policy_version(&self, ctx: &Context<'_>) -> error::Result<PolicyVersion> {
         let l = loaders(ctx);
         let (policy, stages) = futures_join(
@@ -251,8 +347,7 @@ impl RequestNode {
     }
 
     fn status_value(&self) -> Result<Status, AppError> {
-        Status::parse(&self.0.status)
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("stored status {:?}", self.0.status)))
+        stored_status(&self.0)
     }
 }
 
@@ -265,7 +360,7 @@ where
 }
 
 #[Object(name = "ApprovalRequest")]
-impl RequestNode {
+impl RequestFields {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -329,38 +424,7 @@ impl RequestNode {
     async fn stages(&self, ctx: &Context<'_>) -> error::Result<Vec<RequestStage>> {
         let policy = self.policy_version(ctx).await?;
         let decisions = self.all_decisions(ctx).await?;
-        let amount = stored_decimal(&self.0.amount)?;
-        let status = self.status_value()?;
-        let mut stages = Vec::with_capacity(policy.stages.len());
-        for stage in policy.stages.iter() {
-            // Parsed once per stage: the definition's JSON is read for the threshold only.
-            let rule = stage_rule(stage, &self.0.currency)?;
-            let here: Vec<&decision::Model> = decisions
-                .iter()
-                .filter(|d| d.stage_position == stage.position)
-                .collect();
-            let tally = StageTally::of(here.iter().map(|d| d.verdict.as_str()));
-            let state = stage_state(
-                status,
-                self.0.current_stage.unwrap_or(0),
-                stage.position,
-                stage.required_approvals,
-                rule.applies_to(amount),
-                tally,
-            );
-            let approvals = tally.approvals;
-            stages.push(RequestStage {
-                position: stage.position,
-                name: stage.name.clone(),
-                approver_roles: stage_roles(stage),
-                required_approvals: stage.required_approvals,
-                min_amount: rule.min_amount.map(|min| Decimal(min.to_string())),
-                state,
-                approvals,
-                decisions: here.into_iter().cloned().map(DecisionNode).collect(),
-            });
-        }
-        Ok(stages)
+        request_stages(&self.0, &policy, &decisions)
     }
     /// What happened to this request, oldest first.
     async fn audit_trail(&self, ctx: &Context<'_>) -> error::Result<Vec<AuditEventNode>> {
@@ -436,8 +500,9 @@ pub struct PageInfo {
     end_cursor: Option<String>,
 }
 
-impl From<Page> for RequestConnection {
-    fn from(page: Page) -> Self {
+impl RequestConnection {
+    /// A page whose related rows were prefetched into `related`.
+    pub fn new(page: Page, related: Option<Arc<Related>>) -> Self {
         let end_cursor = page.rows.last().map(|(cursor, _)| cursor.clone());
         Self {
             edges: page
@@ -445,7 +510,7 @@ impl From<Page> for RequestConnection {
                 .into_iter()
                 .map(|(cursor, row)| RequestEdge {
                     cursor,
-                    node: RequestNode(row),
+                    node: RequestNode::in_page(row, related.clone()),
                 })
                 .collect(),
             page_info: PageInfo {
