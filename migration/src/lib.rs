@@ -12,6 +12,7 @@ mod m20261123_000003_stage_thresholds_per_currency;
 mod m20261123_000004_audit_no_replace;
 mod m20261123_000005_queue_index;
 mod m20261201_000006_webhook_deliveries;
+mod m20261203_000007_policy_versions_immutable;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_audit_no_replace::Migration),
             Box::new(m20261123_000005_queue_index::Migration),
             Box::new(m20261201_000006_webhook_deliveries::Migration),
+            Box::new(m20261203_000007_policy_versions_immutable::Migration),
         ]
     }
 }

@@ -99,6 +99,89 @@ impl Related {
     }
 }
 
+/// Policy versions this server has read, by id. A version never changes once written (an
+/// edit is a new version; triggers refuse UPDATE and DELETE, migration
+/// `…000007_policy_versions_immutable`), so what was read stays true: a page reads only the
+/// versions it has not seen, and usually none.
+#[derive(Default)]
+pub struct PolicyVersions(std::sync::Mutex<HashMap<Uuid, PolicyVersion>>);
+
+impl PolicyVersions {
+    /// Versions are few (one per policy edit); this only bounds a pathological database.
+    const MAX: usize = 10_000;
+
+    fn known(&self, ids: &[Uuid]) -> (Vec<PolicyVersion>, Vec<Uuid>) {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match map.get(id) {
+                Some(version) => known.push(version.clone()),
+                None => missing.push(*id),
+            }
+        }
+        (known, missing)
+    }
+
+    fn remember(&self, versions: &[PolicyVersion]) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() + versions.len() > Self::MAX {
+            map.clear();
+        }
+        for version in versions {
+            map.insert(version.policy.id, version.clone());
+        }
+    }
+}
+
+/// The page's policy versions: those this server knows, and the rest read (policies and
+/// their stages, one statement each) and remembered. Both go into the loaders' caches for
+/// the fields answered by the derived resolvers.
+async fn policy_versions(
+    ctx: &Context<'_>,
+    loaders: &Loaders,
+    ids: &[Uuid],
+) -> Result<Vec<PolicyVersion>, AppError> {
+    let memory = ctx.data_opt::<Arc<PolicyVersions>>();
+    let (mut versions, missing) = match memory {
+        Some(memory) => memory.known(ids),
+        None => (Vec::new(), ids.to_vec()),
+    };
+    loaders
+        .policies
+        .feed_many(versions.iter().map(|v| (v.policy.id, v.policy.clone())))
+        .await;
+    loaders
+        .stages
+        .feed_many(versions.iter().map(|v| (v.policy.id, v.stages.clone())))
+        .await;
+    if !missing.is_empty() {
+        let (policies, stages) = tokio::join!(
+            load_now(&loaders.policies, &missing),
+            load_now(&loaders.stages, &missing)
+        );
+        let (policies, mut stages) = (policies?, stages?);
+        let read: Vec<PolicyVersion> = policies
+            .into_values()
+            .map(|policy| PolicyVersion {
+                stages: stages.remove(&policy.id).unwrap_or_default(),
+                policy,
+            })
+            .collect();
+        if let Some(memory) = memory {
+            memory.remember(&read);
+        }
+        versions.extend(read);
+    }
+    Ok(versions)
+}
+
 /// Loads what the selected fields of a page of requests will need, one statement per kind,
 /// before the fields resolve; they are then answered from what it returns, or from the
 /// loaders' caches, which it fills too.
@@ -141,19 +224,12 @@ pub async fn prefetch(
         .into_iter()
         .collect();
     let request_ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let (policies, stages, decisions, trails) = tokio::join!(
+    let (versions, decisions, trails) = tokio::join!(
         async {
             if needs_policy {
-                load_now(&loaders.policies, &policy_ids).await
+                policy_versions(ctx, loaders, &policy_ids).await
             } else {
-                Ok(HashMap::new())
-            }
-        },
-        async {
-            if needs_policy {
-                load_now(&loaders.stages, &policy_ids).await
-            } else {
-                Ok(HashMap::new())
+                Ok(Vec::new())
             }
         },
         async {
@@ -175,8 +251,10 @@ pub async fn prefetch(
             }
         },
     );
-    related.policies = policies?;
-    related.stages = stages?;
+    for version in versions? {
+        related.stages.insert(version.policy.id, version.stages);
+        related.policies.insert(version.policy.id, version.policy);
+    }
     related.decisions = decisions?;
     trails.map_err(loader_error)?;
     if needs_users {

@@ -21,7 +21,7 @@ use crate::access::{Grants, OperationGrants};
 use crate::admin::graphql::{AdminMutation, AdminQuery};
 use crate::approvals::feed::RequestFeed;
 use crate::approvals::graphql::{ApprovalsMutation, ApprovalsQuery, ApprovalsSubscription};
-use crate::approvals::loader::Loaders;
+use crate::approvals::loader::{Loaders, PolicyVersions};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::JwtVerifier;
 use crate::auth::graphql::AuthQuery;
@@ -116,6 +116,7 @@ pub fn build_schema(
         .data(bus)
         .data(feed)
         .data(clock)
+        .data(Arc::new(PolicyVersions::default()))
         .data(Destinations::new(&config.webhooks))
         .data(KeyRetention(
             chrono::Duration::from_std(config.jobs.idempotency_retention)

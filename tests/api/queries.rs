@@ -171,7 +171,8 @@ async fn a_page_costs_the_same_statements_whatever_its_size(backend: Backend) {
         stages { position state decisions { verdict approver { subject } } }
         decisions { verdict comment approver { subject email } }
     } } } }";
-    // The first call records grace as a known user; measure after it.
+    // The first call records grace as a known user, and reads the policy versions, which
+    // the server then keeps (they never change); measure after it.
     app.graphql(Some(&grace), query, json!({ "first": 1 }))
         .await
         .expect_ok();
@@ -189,10 +190,10 @@ async fn a_page_costs_the_same_statements_whatever_its_size(backend: Backend) {
         assert_eq!(edges, first);
         costs.push(page.statements());
     }
-    // The page, and one each for policies, stages, decisions and users (admission is
-    // counted apart): fewer would mean the loaders' own tasks went uncounted.
+    // The page, and one each for decisions and users (admission is counted apart): fewer
+    // would mean the loaders' own statements went uncounted.
     assert!(
-        costs[0] >= 5,
+        costs[0] >= 3,
         "the loaders' statements are counted too: {costs:?}"
     );
     assert_eq!(
@@ -437,4 +438,91 @@ async fn a_page_answers_every_field_as_the_request_query_does(backend: Backend) 
             );
         }
     }
+}
+
+backend_tests!(a_policy_version_is_read_once_and_never_changes);
+
+/// The server keeps the policy versions a page reads, because a version is never changed:
+/// the database refuses to update or delete one, and an edit is a new version that the
+/// next page reads (requests filed under the old one still show the old one).
+async fn a_policy_version_is_read_once_and_never_changes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let old = submit(&app, Persona::Alice, refund("12.00")).await;
+    let query = "{ requests(first: 50) { edges { node { id policy { version name } } } } }";
+    let cold = app.graphql_as(Persona::Grace, query, json!({})).await;
+    let warm = app.graphql_as(Persona::Grace, query, json!({})).await;
+    assert_eq!(cold.expect_ok(), warm.expect_ok());
+    assert_eq!(
+        cold.statements() - warm.statements(),
+        2,
+        "the second page does not read policies or their stages again"
+    );
+
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    for statement in [
+        "UPDATE policies SET name = 'changed'",
+        "DELETE FROM policy_stages",
+        "DELETE FROM policies",
+    ] {
+        let refused = sea_orm::ConnectionTrait::execute_unprepared(&db, statement).await;
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("policy versions never change"),
+            "{statement} is refused"
+        );
+    }
+
+    let edit = app
+        .graphql_as(
+            Persona::Grace,
+            "{ policyVersions(key: \"refund\") { version name description expiresAfterSeconds
+                allowSameApproverAcrossStages payloadSchema
+                stages { name approverRoles requiredApprovals minAmounts { amount currency } } } }",
+            json!({}),
+        )
+        .await;
+    let current = edit.expect_ok()["policyVersions"][0].clone();
+    let stages: Vec<Value> = current["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s["name"], "approverRoles": s["approverRoles"],
+                "requiredApprovals": s["requiredApprovals"], "minAmounts": s["minAmounts"],
+            })
+        })
+        .collect();
+    app.graphql_as(
+        Persona::Grace,
+        "mutation($input: UpsertPolicyInput!) { upsertPolicy(input: $input) { policy { version } } }",
+        json!({ "input": {
+            "key": "refund", "name": "Refunds, renamed", "description": current["description"],
+            "expectedVersion": current["version"],
+            "expiresAfterSeconds": current["expiresAfterSeconds"],
+            "allowSameApproverAcrossStages": current["allowSameApproverAcrossStages"],
+            "payloadSchema": current["payloadSchema"], "stages": stages,
+        } }),
+    )
+    .await
+    .expect_ok();
+    let new = submit(&app, Persona::Alice, refund("13.00")).await;
+    let page = app.graphql_as(Persona::Grace, query, json!({})).await;
+    let edges = page.expect_ok()["requests"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let policy_of = |id: &Value| {
+        edges
+            .iter()
+            .find(|e| &e["node"]["id"] == id)
+            .map(|e| e["node"]["policy"].clone())
+            .unwrap()
+    };
+    assert_eq!(policy_of(&old["id"])["version"], 1);
+    assert_ne!(policy_of(&old["id"])["name"], "Refunds, renamed");
+    assert_eq!(policy_of(&new["id"])["version"], 2);
+    assert_eq!(policy_of(&new["id"])["name"], "Refunds, renamed");
 }
