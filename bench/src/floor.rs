@@ -122,9 +122,10 @@ pub async fn replay(
             _ => None,
         });
     let mut shift = 0i64;
-    // An id an INSERT binds that no earlier statement mentioned was made by the command
-    // (a new request, decision, event, outbox entry): each replay makes its own. One
-    // read earlier (a policy, a request) names an existing row and stays.
+    // An id an INSERT binds as the new row's own `id`, that no earlier statement
+    // mentioned, was made by the command (a new request, decision, event, outbox entry):
+    // each replay makes its own, and every later mention follows it. Any other id (a
+    // policy the command looked up by key, a request) names an existing row and stays.
     let mut seen: HashSet<Uuid> = HashSet::new();
     // SQLite has one writer: take turns in-process, as the server's writer queue does,
     // rather than fail on a lock upgrade.
@@ -142,14 +143,15 @@ pub async fn replay(
         })
         .await?;
     for statement in statements {
-        let inserting = statement.sql.starts_with("INSERT");
+        let own_id = inserted_id_position(&statement.sql);
         let values: Vec<V> = statement
             .values
             .iter()
-            .map(|value| match value {
+            .enumerate()
+            .map(|(position, value)| match value {
                 V::Uuid(Some(id)) => V::Uuid(Some(match uuids.get(id) {
                     Some(mapped) => *mapped,
-                    None if inserting && !seen.contains(id) => {
+                    None if own_id == Some(position) && !seen.contains(id) => {
                         *uuids.entry(*id).or_insert_with(Uuid::now_v7)
                     }
                     None => *id,
@@ -176,6 +178,15 @@ pub async fn replay(
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// Where an `INSERT INTO "t" ("a", "id", …) VALUES (…)` binds its row's `id`.
+fn inserted_id_position(sql: &str) -> Option<usize> {
+    let (_, columns) = sql.strip_prefix("INSERT INTO ")?.split_once('(')?;
+    let (columns, _) = columns.split_once(')')?;
+    columns
+        .split(',')
+        .position(|c| c.trim().trim_matches('"') == "id")
 }
 
 fn build(backend: DbBackend, statement: &Captured, values: &[V]) -> Statement {

@@ -9,9 +9,12 @@
 //! from the derived type as before, so the fast path changes no type, field or error.
 //!
 //! `@skip` and `@include` need nothing here: async-graphql removes skipped selections
-//! before execution starts. Fields the fast path answers run no extension hook, so the
-//! `Tracing` extension (on only when traces are exported) shows no span for them.
+//! before execution starts. No field of such an object runs an extension hook, the ones
+//! handed to the derived resolvers included (they are called directly), so the `Tracing`
+//! extension (on only when traces are exported) shows no span for them; their SQL still
+//! shows beneath the operation.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use async_graphql::indexmap::IndexMap;
@@ -90,6 +93,8 @@ where
     let mut results: IndexMap<Name, Value> = IndexMap::with_capacity(fields.len());
     let mut errors = Errors::default();
     let mut slow = Vec::new();
+    // Keys whose place is held for a slow answer (a real null is never taken for one).
+    let mut waiting: HashSet<Name> = HashSet::new();
     for field in fields {
         let key = field.node.response_key().node.clone();
         if field.node.name.node == "__typename" {
@@ -103,25 +108,26 @@ where
             Some(None) => {}
             None => {
                 errors.0.truncate(mark);
-                // Keeps the selection's order: the slow answer takes this place.
-                results.entry(key.clone()).or_insert(Value::Null);
+                if !results.contains_key(&key) {
+                    // Keeps the selection's order: the slow answer takes this place.
+                    results.insert(key.clone(), Value::Null);
+                    waiting.insert(key.clone());
+                }
                 slow.push((key, field));
             }
         }
     }
     let answers = slow_fields(ctx, derived, &slow).await;
     for ((key, _), answer) in slow.into_iter().zip(answers) {
+        let placeholder = waiting.remove(&key);
         match answer {
-            Ok(value) => {
-                if matches!(results.get(&key), Some(Value::Null)) {
-                    results.insert(key, value);
-                } else {
-                    insert(&mut results, key, value);
-                }
+            Ok(value) if placeholder => {
+                results.insert(key, value);
             }
+            Ok(value) => insert(&mut results, key, value),
             Err(err) => {
                 // As async-graphql does: a failed field is reported and left out.
-                if matches!(results.get(&key), Some(Value::Null)) {
+                if placeholder {
                     results.shift_remove(&key);
                 }
                 ctx.add_error(err);

@@ -459,12 +459,21 @@ async fn a_policy_version_is_read_once_and_never_changes(backend: Backend) {
     );
 
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    for statement in [
-        "UPDATE policies SET name = 'changed'",
-        "DELETE FROM policy_stages",
-        "DELETE FROM policies",
-    ] {
-        let refused = sea_orm::ConnectionTrait::execute_unprepared(&db, statement).await;
+    let mut statements = vec![
+        "UPDATE policies SET name = 'changed'".to_owned(),
+        "UPDATE policy_stages SET required_approvals = 2".to_owned(),
+        "DELETE FROM policy_stages".to_owned(),
+        "DELETE FROM policies".to_owned(),
+    ];
+    match backend {
+        Backend::Sqlite => statements.extend([
+            "INSERT OR REPLACE INTO policies SELECT * FROM policies".to_owned(),
+            "INSERT OR REPLACE INTO policy_stages SELECT * FROM policy_stages".to_owned(),
+        ]),
+        Backend::Postgres => statements.push("TRUNCATE policy_stages".to_owned()),
+    }
+    for statement in &statements {
+        let refused = sea_orm::ConnectionTrait::execute_unprepared(&db, statement.as_str()).await;
         assert!(
             refused
                 .unwrap_err()
