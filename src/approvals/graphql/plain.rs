@@ -9,9 +9,9 @@ use entity::user;
 
 use super::types::{
     DecisionNode, Money, PolicyStage, RequestFields, RequestStage, request_stages, stored_status,
+    stored_verdict,
 };
 use crate::approvals::loader::Related;
-use crate::approvals::model::Verdict;
 use crate::approvals::policies::PolicyVersion;
 use crate::approvals::queries::{viewer_may_cancel, viewer_may_decide};
 use crate::error::AppError;
@@ -223,13 +223,7 @@ impl Plain<Related> for DecisionNode {
             "approver" => {
                 plain::object(env, &env.user(&row.approver_subject)?, ctx, errors).map(Ok)
             }
-            "verdict" => Some(
-                Verdict::parse(&row.verdict)
-                    .map(|v| async_graphql::InputType::to_value(&v))
-                    .ok_or_else(|| {
-                        AppError::Internal(anyhow::anyhow!("stored verdict {:?}", row.verdict))
-                    }),
-            ),
+            "verdict" => Some(stored_verdict(row).map(|v| async_graphql::InputType::to_value(&v))),
             "comment" => text(&row.comment),
             "createdAt" => time(row.created_at),
             _ => None,

@@ -204,9 +204,7 @@ impl DecisionNode {
         load_user(ctx, &self.0.approver_subject).await
     }
     async fn verdict(&self) -> error::Result<Verdict> {
-        Verdict::parse(&self.0.verdict).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("stored verdict {:?}", self.0.verdict))
-        })
+        stored_verdict(&self.0)
     }
     async fn comment(&self) -> &str {
         &self.0.comment
@@ -275,6 +273,11 @@ impl OutputType for RequestNode {
 /// The `ApprovalRequest` type's resolvers, each on its own: the schema, and the answer for
 /// any field the page's rows do not hold.
 pub struct RequestFields(pub request::Model);
+
+pub(super) fn stored_verdict(row: &decision::Model) -> Result<Verdict, AppError> {
+    Verdict::parse(&row.verdict)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("stored verdict {:?}", row.verdict)))
+}
 
 pub(super) fn stored_status(row: &request::Model) -> Result<Status, AppError> {
     Status::parse(&row.status)
