@@ -7,9 +7,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_key;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, SqlErr,
-};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -66,34 +65,57 @@ pub enum Claim {
     Replay(Value),
 }
 
-/// Claims `key` inside the command's transaction.
+/// Claims `key` inside the command's transaction. A new key, the common case, is one
+/// statement: the insert, which does nothing if the key exists (a replay, a reuse, a
+/// concurrent duplicate, or an expired key), and only then is the row read.
 pub async fn claim(
     txn: &DatabaseTransaction,
     key: &CommandKey,
     now: DateTime<Utc>,
     retention: Duration,
 ) -> Result<Claim, AppError> {
+    if insert_new(txn, key, now, retention).await? {
+        return Ok(Claim::Fresh);
+    }
     let existing = idempotency_key::Entity::find_by_id((key.actor.clone(), key.key.clone()))
         .one(txn)
         .await?;
-    if let Some(row) = existing {
-        if row.expires_at > now {
-            if row.operation != key.operation || row.request_hash != key.request_hash {
-                return Err(AppError::IdempotencyKeyReused);
-            }
-            return match (row.state.as_str(), row.response) {
-                ("COMPLETED", Some(response)) => Ok(Claim::Replay(response)),
-                _ => Err(AppError::IdempotencyKeyInUse),
-            };
+    let Some(row) = existing else {
+        // The row that stopped the insert is gone (its transaction rolled back, or it was
+        // purged) or not yet visible here: the caller retries.
+        return Err(AppError::IdempotencyKeyInUse);
+    };
+    if row.expires_at > now {
+        if row.operation != key.operation || row.request_hash != key.request_hash {
+            return Err(AppError::IdempotencyKeyReused);
         }
-        // Expired: the key is free again.
-        idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::ActorSubject.eq(&key.actor))
-            .filter(idempotency_key::Column::Key.eq(&key.key))
-            .exec(txn)
-            .await?;
+        return match (row.state.as_str(), row.response) {
+            ("COMPLETED", Some(response)) => Ok(Claim::Replay(response)),
+            _ => Err(AppError::IdempotencyKeyInUse),
+        };
     }
-    let inserted = idempotency_key::ActiveModel {
+    // Past its retention: the key is free again.
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::ActorSubject.eq(&key.actor))
+        .filter(idempotency_key::Column::Key.eq(&key.key))
+        .exec(txn)
+        .await?;
+    if insert_new(txn, key, now, retention).await? {
+        Ok(Claim::Fresh)
+    } else {
+        Err(AppError::IdempotencyKeyInUse)
+    }
+}
+
+/// Inserts `key` as in progress unless a row for it exists (waiting, on PostgreSQL, for a
+/// concurrent insert of the same key to commit or roll back); whether it did.
+async fn insert_new(
+    txn: &DatabaseTransaction,
+    key: &CommandKey,
+    now: DateTime<Utc>,
+    retention: Duration,
+) -> Result<bool, AppError> {
+    let row = idempotency_key::ActiveModel {
         actor_subject: Set(key.actor.clone()),
         key: Set(key.key.clone()),
         operation: Set(key.operation.to_owned()),
@@ -102,17 +124,19 @@ pub async fn claim(
         response: Set(None),
         created_at: Set(now),
         expires_at: Set(now + retention),
-    }
-    .insert(txn)
-    .await;
-    match inserted {
-        Ok(_) => Ok(Claim::Fresh),
-        // A concurrent duplicate inserted it first; the caller retries and replays.
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::IdempotencyKeyInUse)
-        }
-        Err(err) => Err(err.into()),
-    }
+    };
+    let inserted = idempotency_key::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                idempotency_key::Column::ActorSubject,
+                idempotency_key::Column::Key,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// Records the outcome to replay, in the same transaction as the effect.

@@ -4,6 +4,7 @@ use clap::Parser;
 
 // A page of requests makes many small, short-lived allocations: with glibc's allocator
 // malloc/free/consolidation were about a quarter of a list page's CPU (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -181,3 +181,38 @@ async fn two_hundred_concurrent_commands_on_distinct_requests_all_succeed(backen
         );
     }
 }
+
+backend_tests!(a_new_key_costs_two_statements_its_claim_and_its_completion);
+
+/// A key is claimed by one insert that does nothing if the key exists (not a read, then an
+/// insert), and completed by one update: a keyed command runs two statements more than the
+/// same command without a key, and its replay answers the same.
+async fn a_new_key_costs_two_statements_its_claim_and_its_completion(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.token_for(Persona::Alice);
+    // Warm: the first submit reads the policy versions the next ones find in memory.
+    submit_with(&app, &alice, refund("10.00")).await.expect_ok();
+    // The fewest of three: a background job's statement now and then lands in a count.
+    let (mut without, mut keyed) = (u64::MAX, u64::MAX);
+    for n in 0..3 {
+        let plain = submit_with(&app, &alice, refund(&format!("1{n}.00"))).await;
+        plain.expect_ok();
+        without = without.min(plain.statements());
+        let input = with_key(refund(&format!("2{n}.00")), &format!("claim-{n}"));
+        let with = submit_with(&app, &alice, input).await;
+        with.expect_ok();
+        keyed = keyed.min(with.statements());
+    }
+    assert_eq!(
+        keyed,
+        without + 2,
+        "a keyed submit runs its claim and its completion on top of the keyless one"
+    );
+    let first = submit_with(&app, &alice, with_key(refund("30.00"), "claim-x")).await;
+    let replay = submit_with(&app, &alice, with_key(refund("30.00"), "claim-x")).await;
+    assert_eq!(replay.expect_ok()["submitRequest"]["replayed"], true);
+    assert_eq!(
+        replay.expect_ok()["submitRequest"]["request"]["id"],
+        first.expect_ok()["submitRequest"]["request"]["id"]
+    );
+}
