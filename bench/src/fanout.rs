@@ -130,9 +130,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Waits for the server's RSS to settle, and reads it. Allocators give freed memory back
-/// lazily: mimalloc held ~400 MB for a second or more after ten thousand sockets closed,
-/// then returned all of it, so a reading is taken only once the RSS has stayed within 1 %
-/// for three seconds (at most 30 s).
+/// lazily, if at all, so a reading is taken only once the RSS has stayed within 1 % for
+/// three seconds (at most 30 s): a reading in the middle of a purge says nothing.
 async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     const STEP: Duration = Duration::from_millis(500);
     const STEADY_STEPS: usize = 6;
@@ -266,8 +265,8 @@ async fn fan_out(server: &Server, n: usize, auditor: &str) -> anyhow::Result<Val
         close(opened);
         rounds.push(settled_rss(pid).await?);
     }
-    // What an idle process keeps is not what it holds once it works again: mimalloc takes
-    // back blocks freed by another thread when their own thread next allocates.
+    // Whether what is kept is given back later, idle or once the process works again
+    // (allocators reclaim some freed memory only on their next allocations).
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_later = settled_rss(pid).await?;
     submit_many(&server.url, 16, 990_000).await?;
