@@ -81,8 +81,8 @@ pub async fn claim(
         .one(txn)
         .await?;
     let Some(row) = existing else {
-        // The row that stopped the insert is gone (its transaction rolled back, or it was
-        // purged) or not yet visible here: the caller retries.
+        // The row that stopped the insert was deleted since (purged, or freed by a
+        // concurrent claim of the expired key): the caller retries.
         return Err(AppError::IdempotencyKeyInUse);
     };
     if row.expires_at > now {
@@ -94,10 +94,12 @@ pub async fn claim(
             _ => Err(AppError::IdempotencyKeyInUse),
         };
     }
-    // Past its retention: the key is free again.
+    // Past its retention: the key is free again. Only the expired row: a concurrent claim
+    // may have replaced it since it was read, and that one's effect must stand.
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::ActorSubject.eq(&key.actor))
         .filter(idempotency_key::Column::Key.eq(&key.key))
+        .filter(idempotency_key::Column::ExpiresAt.lte(now))
         .exec(txn)
         .await?;
     if insert_new(txn, key, now, retention).await? {

@@ -192,7 +192,7 @@ async fn a_new_key_costs_two_statements_its_claim_and_its_completion(backend: Ba
     let alice = app.token_for(Persona::Alice);
     // Warm: the first submit reads the policy versions the next ones find in memory.
     submit_with(&app, &alice, refund("10.00")).await.expect_ok();
-    // The fewest of three: a background job's statement now and then lands in a count.
+    // The fewest of three: a cache refilled now and then adds a statement to a count.
     let (mut without, mut keyed) = (u64::MAX, u64::MAX);
     for n in 0..3 {
         let plain = submit_with(&app, &alice, refund(&format!("1{n}.00"))).await;
@@ -215,4 +215,27 @@ async fn a_new_key_costs_two_statements_its_claim_and_its_completion(backend: Ba
         replay.expect_ok()["submitRequest"]["request"]["id"],
         first.expect_ok()["submitRequest"]["request"]["id"]
     );
+}
+
+backend_tests!(a_key_past_its_retention_is_free_again);
+
+/// After the retention (24 h by default) the same key runs the command anew: the expired
+/// row is replaced, not replayed.
+async fn a_key_past_its_retention_is_free_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.token_for(Persona::Alice);
+    let input = with_key(refund("40.00"), "retained-1");
+    let first = submit_with(&app, &alice, input.clone()).await;
+    let first = first.expect_ok()["submitRequest"].clone();
+    app.clock.advance(chrono::Duration::hours(25));
+    let alice = app.token_for(Persona::Alice);
+    let again = submit_with(&app, &alice, input.clone()).await;
+    let again = again.expect_ok()["submitRequest"].clone();
+    assert_eq!(again["replayed"], false, "an expired key is not replayed");
+    assert_ne!(again["request"]["id"], first["request"]["id"]);
+    // And it is a live key again from now on.
+    let replay = submit_with(&app, &alice, input).await;
+    let replay = &replay.expect_ok()["submitRequest"];
+    assert_eq!(replay["replayed"], true);
+    assert_eq!(replay["request"]["id"], again["request"]["id"]);
 }
